@@ -1,0 +1,67 @@
+"""Normalised entropies and the ensemble decomposition as TensorFlow ops, for the exported graphs.
+
+The ops are plain ones that convert to TFLite builtins (MAXIMUM, LOG, MUL, SUM, MEAN, SUB,
+DIV): p log p is computed as p * log(max(p, eps)) with eps = 1e-12, so p = 0 gives exactly 0
+and no sampling op appears. The numpy implementation (``edge.uncertainty``, re-exported
+here) is the reference; these functions match it to float32 precision.
+
+  H(p)      = -sum_k p_k log p_k,  normalised by log(C) (categorical) or log(2) (Bernoulli)
+  total     = H(mean_m p_m);  aleatoric = mean_m H(p_m);  epistemic = max(total - aleatoric, 0)
+"""
+
+import math
+
+from edge.uncertainty import (  # noqa: F401  (re-exported: one implementation of the math)
+    KINDS,
+    bernoulli_entropy,
+    ensemble_uncertainty,
+    entropy,
+    normalised_entropy,
+    va_expectation,
+)
+from emenet_tf._keras import tf
+
+EPS = 1e-12
+
+
+def _xlogx_tf(p):
+    """Elementwise p * log(max(p, eps)): 0 at p = 0, builtins only."""
+    return p * tf.math.log(tf.maximum(p, tf.cast(EPS, p.dtype)))
+
+
+def entropy_tf(probs, axis: int = -1):
+    """Entropy in nats along ``axis``: -sum_k p_k log p_k."""
+    probs = tf.convert_to_tensor(probs)
+    return -tf.reduce_sum(_xlogx_tf(probs), axis=axis)
+
+
+def normalised_entropy_tf(probs, axis: int = -1):
+    """Entropy divided by log(C), C = the (static) size of ``axis``: in [0, 1]."""
+    probs = tf.convert_to_tensor(probs)
+    num = probs.shape[axis]
+    if num is None or num < 2:
+        raise ValueError(f"normalised entropy needs a static class axis of size >= 2, got {probs.shape}")
+    return entropy_tf(probs, axis=axis) / tf.cast(math.log(num), probs.dtype)
+
+
+def bernoulli_entropy_tf(p, normalised: bool = True):
+    """Elementwise Bernoulli entropy -(p log p + (1-p) log(1-p)); divided by log 2 if normalised."""
+    p = tf.convert_to_tensor(p)
+    h = -(_xlogx_tf(p) + _xlogx_tf(1.0 - p))
+    return h / tf.cast(math.log(2.0), p.dtype) if normalised else h
+
+
+def ensemble_uncertainty_tf(member_probs, kind: str = "categorical") -> dict:
+    """TF twin of ``edge.uncertainty.ensemble_uncertainty``: member axis first, same dict keys."""
+    probs = tf.convert_to_tensor(member_probs)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    min_rank = 2 if kind == "categorical" else 1
+    if probs.shape.rank is None or probs.shape.rank < min_rank:
+        raise ValueError(f"member_probs must be (M, ...) of known rank >= {min_rank}, got {probs.shape}")
+    ent = normalised_entropy_tf if kind == "categorical" else bernoulli_entropy_tf
+    mean_probs = tf.reduce_mean(probs, axis=0)
+    total = ent(mean_probs)
+    aleatoric = tf.reduce_mean(ent(probs), axis=0)
+    epistemic = tf.maximum(total - aleatoric, tf.zeros_like(total))
+    return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic, "mean_probs": mean_probs}
