@@ -1,0 +1,317 @@
+"""Reads an Aff-Wild2 (ABAW2) tree into a FrameIndex: one row per frame, a mask per task, clear errors.
+
+Layout (see docs/ARCHITECTURE.md and /work/shared/METHOD.md):
+  <data_dir>/cropped_aligned/<video>/00001.jpg        five digits, 1-based; failed detections missing
+  <data_dir>/annotations/{AU_Set,EXPR_Set,VA_Set}/{Train_Set,Validation_Set}/<video>.txt
+Line 1 of an annotation file is its header, line k+1 the label of frame k. A frame gets every label
+it has in the three task files of its split; a task it is not labelled for is masked (mask 0).
+
+Speed: each file is parsed in bulk with numpy (no Python loop per line unless the file is bad and
+its first bad line has to be named), and each video folder is listed once. The index never opens
+an image. Strings are object arrays: ``video`` rows share one str per video (8 bytes a row) and
+``paths`` costs about 100 bytes a row against 168 for fixed-width unicode (benchmarks/index_bench.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from absl import logging
+
+from emenet_tf.data.index import FrameIndex
+from emenet_tf.errors import ConfigError, DataError
+from emenet_tf.labels import (
+    AU_HEADER,
+    AU_MISSING,
+    AU_NAMES,
+    EXPR_HEADER,
+    EXPR_MISSING,
+    NUM_AU,
+    SPLITS,
+    TASK_DIRS,
+    VA_HEADER,
+    VA_MISSING,
+    VA_NAMES,
+)
+
+IMAGE_DIR = "cropped_aligned"
+ANNOTATION_DIR = "annotations"
+TASKS = ("au", "expr", "va")
+SKIP_REASONS = ("all_missing", "no_image", "bad_line", "no_video_folder")
+
+_HEADERS = {"au": AU_HEADER, "expr": EXPR_HEADER, "va": VA_HEADER}
+_COLUMNS = {"au": AU_NAMES, "expr": ("EXPR",), "va": VA_NAMES}
+_MISSING = {"au": AU_MISSING, "expr": EXPR_MISSING, "va": VA_MISSING}
+_RULES = {
+    "au": "label must be 0, 1 or -1 (missing)",
+    "expr": "label must be an integer in 0..6 or -1 (missing)",
+    "va": "value must be in [-1, 1] or -5 (missing)",
+}
+_NUM_EXAMPLES = 5  # bad lines quoted in the skip-mode warning
+
+
+def check_data_dir(data_dir: str) -> None:
+    """Raise a one-line DataError unless ``data_dir`` holds cropped_aligned/ and annotations/."""
+    layout = f"expected {IMAGE_DIR}/<video>/00001.jpg and {ANNOTATION_DIR}/<Task>_Set/<Split>_Set/<video>.txt"
+    if not os.path.isdir(data_dir):
+        raise DataError(f"not a folder; {layout}", path=data_dir)
+    for sub in (IMAGE_DIR, ANNOTATION_DIR):
+        if not os.path.isdir(os.path.join(data_dir, sub)):
+            raise DataError(f"not an Aff-Wild2 folder: no {sub}/ in it; {layout}", path=data_dir)
+
+
+def load_split(
+    data_dir: str, split: str, skip_bad_labels: bool = False, check_images: bool = True
+) -> FrameIndex:
+    """Index every labelled frame of ``split`` ("train" or "validation"), sorted by (video, frame).
+
+    skip_bad_labels: a bad line (field count, non-number, value out of range) or an annotated video
+      without an image folder is skipped and counted instead of raising; bad headers still raise.
+    check_images: list each video folder and drop frames without an image (False: trust the
+      annotations; for benchmarks and label-only trees).
+    Counts in ``skipped``: all_missing, no_image (frames), bad_line (lines), no_video_folder (videos).
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
+    check_data_dir(data_dir)
+    files = _annotation_files(data_dir, split)
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    bad_lines: list[DataError] = []
+    parts = []
+    for video in sorted(files):
+        folder = os.path.join(data_dir, IMAGE_DIR, video)
+        if check_images and not os.path.isdir(folder):
+            path = next(iter(files[video].values()))
+            if not skip_bad_labels:
+                raise DataError(f"video {video!r} has no images folder", path=path, value=folder)
+            skipped["no_video_folder"] += 1
+            continue
+        labels = {}
+        for task, path in files[video].items():
+            labels[task], errors = read_annotation(path, task, skip_bad_labels)
+            bad_lines.extend(errors)
+        images = _image_frames(folder) if check_images else None
+        parts.append((video, labels, images))
+    skipped["bad_line"] = len(bad_lines)
+    if bad_lines:
+        _warn_bad_lines(split, bad_lines)
+    index = _build_index(data_dir, split, parts, skipped)
+    index.validate()
+    return index
+
+
+def load_splits(
+    data_dir: str,
+    splits=("train", "validation"),
+    skip_bad_labels: bool = False,
+    check_images: bool = True,
+) -> dict[str, FrameIndex]:
+    """``{split: load_split(...)}`` for each split named."""
+    return {s: load_split(data_dir, s, skip_bad_labels, check_images) for s in splits}
+
+
+def read_annotation(path: str, task: str, skip_bad_labels: bool = False) -> tuple[np.ndarray, list]:
+    """Labels of one annotation file: ((lines, columns) array, [DataError per skipped line]).
+
+    Row k-1 is frame k. AU and EXPR come back as int8, VA as float32, missing markers kept.
+    Raises DataError on a wrong header, and on the first bad line unless ``skip_bad_labels``
+    (then bad lines are returned as errors and their rows hold the missing marker).
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    body = _check_header(raw, path, task)
+    values = _bulk_values(body, len(_COLUMNS[task]))
+    errors = []
+    if values is None or _invalid(values, task).any():
+        values, errors = _values_line_by_line(body, path, task)
+        if errors and not skip_bad_labels:
+            raise errors[0]
+    dtype = np.float32 if task == "va" else np.int8
+    return values.astype(dtype), errors
+
+
+def _annotation_files(data_dir: str, split: str) -> dict[str, dict[str, str]]:
+    """{video: {task: annotation path}} for ``split``; DataError when the split has none at all."""
+    files: dict[str, dict[str, str]] = {}
+    for task in TASKS:
+        folder = os.path.join(data_dir, ANNOTATION_DIR, TASK_DIRS[task], SPLITS[split])
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            if entry.name.endswith(".txt") and not entry.name.startswith(".") and entry.is_file():
+                files.setdefault(entry.name[:-4], {})[task] = entry.path
+    if not files:
+        where = os.path.join(data_dir, ANNOTATION_DIR, "{AU_Set,EXPR_Set,VA_Set}", SPLITS[split])
+        raise DataError(f"no annotation files for split {split!r} (looked for {where}/*.txt)")
+    return files
+
+
+def _check_header(raw: bytes, path: str, task: str) -> bytes:
+    """The body after a correct header line, CRs removed and trailing blank lines dropped."""
+    raw = raw.replace(b"\r", b"")
+    header, _, body = raw.partition(b"\n")
+    found = header.decode("utf-8", "replace").strip().lstrip("\ufeff").strip()
+    if found != _HEADERS[task]:
+        raise DataError(
+            f"wrong header for a {task.upper()} file: expected {_HEADERS[task]!r}", path, 1, found
+        )
+    return body.rstrip(b" \t\n")
+
+
+def _bulk_values(body: bytes, ncols: int) -> np.ndarray | None:
+    """(lines, ncols) values of a well-formed body, parsed in bulk; None if any line is malformed."""
+    if not body:
+        return np.zeros((0, ncols), np.float64)
+    buf = np.frombuffer(body, np.uint8)
+    is_newline = buf == ord("\n")
+    sep = np.flatnonzero(is_newline | (buf == ord(",")))
+    n_lines = int(np.count_nonzero(is_newline)) + 1
+    if sep.size + 1 != n_lines * ncols:
+        return None
+    # Every line has ncols fields iff exactly every ncols-th separator is a newline.
+    if not np.array_equal(is_newline[sep], np.arange(1, sep.size + 1) % ncols == 0):
+        return None
+    starts = np.concatenate(([0], sep + 1))
+    ends = np.append(sep, buf.size)
+    values = _small_ints(buf, starts, ends)
+    if values is None:
+        try:
+            values = np.array(body.replace(b"\n", b",").split(b","), dtype=np.float64)
+        except ValueError:
+            return None
+    return values.reshape(n_lines, ncols)
+
+
+def _small_ints(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """Fields as float64 when every field is "d" or "-d" (AU and EXPR files), else None. Vectorised."""
+    length = ends - starts
+    if not np.all((length == 1) | (length == 2)):
+        return None
+    first = buf[starts].astype(np.int16) - ord("0")
+    last = buf[ends - 1].astype(np.int16) - ord("0")
+    ok = (last >= 0) & (last <= 9) & np.where(length == 1, True, first == ord("-") - ord("0"))
+    if not ok.all():
+        return None
+    return np.where(length == 1, last, -last).astype(np.float64)
+
+
+def _invalid(values: np.ndarray, task: str) -> np.ndarray:
+    """Boolean mask of values that break ``task``'s rule (NaN is invalid everywhere)."""
+    v = values
+    if task == "au":
+        return ~((v == 0) | (v == 1) | (v == AU_MISSING))
+    if task == "expr":
+        return ~(((v >= 0) & (v <= 6) & (v == np.floor(v))) | (v == EXPR_MISSING))
+    return ~(((v >= -1) & (v <= 1)) | (v == VA_MISSING))
+
+
+def _values_line_by_line(body: bytes, path: str, task: str) -> tuple[np.ndarray, list]:
+    """Slow path for a bad file: parse each line, naming every bad one; bad rows hold the marker."""
+    columns = _COLUMNS[task]
+    lines = body.decode("utf-8", "replace").split("\n") if body else []
+    values = np.full((len(lines), len(columns)), _MISSING[task], np.float64)
+    errors = []
+    for i, line in enumerate(lines):
+        error, row = _parse_line(line, path, i + 2, task)
+        if error is None:
+            values[i] = row
+        else:
+            errors.append(error)
+    return values, errors
+
+
+def _parse_line(line: str, path: str, lineno: int, task: str) -> tuple[DataError | None, list]:
+    """(None, values) for a good line, else (DataError naming file, line and value, [])."""
+    columns = _COLUMNS[task]
+    fields = line.split(",") if line.strip() else []
+    if len(fields) != len(columns):
+        msg = f"expected {len(columns)} comma-separated {task.upper()} values, got {len(fields)}"
+        return DataError(msg, path, lineno, line), []
+    row = []
+    for name, field in zip(columns, fields, strict=True):
+        try:
+            row.append(float(field))
+        except ValueError:
+            return DataError(f"{name} is not a number", path, lineno, field.strip()), []
+    bad = np.flatnonzero(_invalid(np.array(row), task))
+    if bad.size:
+        j = int(bad[0])
+        return DataError(f"{columns[j]} {_RULES[task]}", path, lineno, fields[j].strip()), []
+    return None, row
+
+
+def _image_frames(folder: str) -> np.ndarray:
+    """Frame numbers that have an image (<digits>.jpg, e.g. 00001.jpg) in ``folder``: one listdir."""
+    frames = [int(n[:-4]) for n in os.listdir(folder) if n.endswith(".jpg") and n[:-4].isdigit()]
+    return np.array(frames, dtype=np.int64)
+
+
+def _warn_bad_lines(split: str, errors: list) -> None:
+    """One warning: how many lines were skipped and the first few file:line reasons."""
+    examples = "; ".join(str(e) for e in errors[:_NUM_EXAMPLES])
+    logging.warning("Aff-Wild2 %s: skipped %d bad annotation lines, e.g. %s", split, len(errors), examples)
+
+
+def _build_index(data_dir: str, split: str, parts: list, skipped: dict) -> FrameIndex:
+    """Merge per-video labels into one FrameIndex; drop unlabelled and imageless frames (counted)."""
+    lengths = [max(len(v) for v in labels.values()) for _, labels, _ in parts]
+    total = int(sum(lengths))
+    raw = {
+        "au": np.full((total, NUM_AU), AU_MISSING, np.int8),
+        "expr": np.full((total, 1), EXPR_MISSING, np.int8),
+        "va": np.full((total, 2), VA_MISSING, np.float32),
+    }
+    video_id = np.repeat(np.arange(len(parts), dtype=np.int32), lengths)
+    frame = np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in lengths] or [np.zeros(0, np.int32)])
+    has_image = np.ones(total, bool)
+    start = 0
+    for (_, labels, images), n in zip(parts, lengths, strict=True):
+        for task, values in labels.items():
+            raw[task][start : start + len(values)] = values
+        if images is not None:
+            present = np.zeros(n + 1, bool)
+            present[images[images <= n]] = True
+            has_image[start : start + n] = present[1:]
+        start += n
+    labelled = (raw["au"] != AU_MISSING).any(1) | (raw["expr"][:, 0] != EXPR_MISSING)
+    labelled |= (raw["va"] != VA_MISSING).any(1)
+    keep = labelled & has_image
+    skipped["all_missing"] = int(np.count_nonzero(~labelled))
+    skipped["no_image"] = int(np.count_nonzero(labelled & ~has_image))
+    au, expr, va = raw["au"][keep], raw["expr"][keep, 0], raw["va"][keep]
+    del raw
+    video_id, frame = video_id[keep], frame[keep]
+    names = [video for video, _, _ in parts]
+    return FrameIndex(
+        data_dir=data_dir,
+        split=split,
+        paths=_paths(names, video_id, frame),
+        video=_shared_strings(names)[video_id],
+        frame=frame,
+        au=np.maximum(au, 0).astype(np.float32),
+        au_mask=(au != AU_MISSING).astype(np.float32),
+        expr=np.maximum(expr, 0).astype(np.int32),
+        expr_mask=(expr != EXPR_MISSING).astype(np.float32),
+        va=np.where(va == VA_MISSING, 0.0, va).astype(np.float32),
+        va_mask=(va != VA_MISSING).astype(np.float32),
+        skipped=skipped,
+    )
+
+
+def _shared_strings(names: list) -> np.ndarray:
+    """(V,) object array of ``names``: indexing it repeats references, 8 bytes a row."""
+    out = np.empty(len(names), dtype=object)
+    out[:] = names
+    return out
+
+
+def _paths(names: list, video_id: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """(N,) object array of "cropped_aligned/<video>/<00001>.jpg", built one video at a time."""
+    out = np.empty(frame.shape[0], dtype=object)
+    bounds = np.searchsorted(video_id, np.arange(len(names) + 1))
+    for v, name in enumerate(names):
+        lo, hi = bounds[v], bounds[v + 1]
+        prefix = f"{IMAGE_DIR}/{name}/"
+        out[lo:hi] = [f"{prefix}{k:05d}.jpg" for k in frame[lo:hi].tolist()]
+    return out
