@@ -44,9 +44,8 @@ class BadImageLog:
 
 
 def _index_tensors(index: FrameIndex, soft_labels: dict | None) -> dict:
-    paths = np.char.add(index.data_dir.rstrip("/") + "/", index.paths.astype(str))
     tensors = {
-        "path": paths,
+        "path": index.paths,
         "au": index.au.astype(np.float32),
         "au_mask": index.au_mask.astype(np.float32),
         "expr": index.expr.astype(np.int32),
@@ -64,8 +63,9 @@ def _index_tensors(index: FrameIndex, soft_labels: dict | None) -> dict:
     return tensors
 
 
-def _decode(example: dict, image_size: int, bad_images: BadImageLog) -> dict:
-    raw = tf.io.read_file(example["path"])
+def _decode(example: dict, data_dir: str, image_size: int, bad_images: BadImageLog) -> dict:
+    path = tf.strings.join([data_dir, example["path"]], separator="/")
+    raw = tf.io.read_file(path)
     looks_like_jpeg = tf.logical_and(
         tf.equal(tf.strings.substr(raw, 0, 2), b"\xff\xd8"),
         tf.strings.length(raw) > 4,
@@ -73,7 +73,7 @@ def _decode(example: dict, image_size: int, bad_images: BadImageLog) -> dict:
     ok = tf.cond(
         looks_like_jpeg,
         lambda: tf.constant(True),
-        lambda: tf.py_function(bad_images.report, [example["path"]], tf.bool),
+        lambda: tf.py_function(bad_images.report, [path], tf.bool),
     )
     ok.set_shape(())
 
@@ -125,12 +125,13 @@ def make_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     bad_images = bad_images if bad_images is not None else BadImageLog()
     tensors = _index_tensors(index, soft_labels)
+    data_dir = index.data_dir.rstrip("/") or "/"
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if training:
         ds = ds.shuffle(min(shuffle_buffer, len(index)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(lambda ex: _decode(ex, image_size, bad_images), num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda ex: _decode(ex, data_dir, image_size, bad_images), num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.filter(lambda ex: ex["_ok"])
     ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_ok"})
