@@ -1,0 +1,116 @@
+"""Face detection for the edge runtime with OpenCV only: square boxes like the aligned training crops.
+
+Two backends, tried in this order:
+- YuNet (``cv2.FaceDetectorYN``), when given its ONNX file (``face_detection_yunet_2023mar.onnx`` from
+  the OpenCV model zoo): the better detector, but no OpenCV wheel ships the file.
+- The Haar cascade ``haarcascade_frontalface_default.xml``: shipped in ``cv2.data.haarcascades`` by
+  opencv-python(-headless) 4.x, or by Debian's ``opencv-data`` package. OpenCV 5 has neither the
+  cascade files nor ``cv2.CascadeClassifier``; there a YuNet file is needed.
+"""
+
+import os
+
+import cv2
+import numpy as np
+
+from edge.runtime import EdgeError
+
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+_HAAR_DIRS = (
+    "/usr/share/opencv4/haarcascades",
+    "/usr/share/opencv/haarcascades",
+    "/usr/local/share/opencv4/haarcascades",
+)
+
+
+def haar_cascade_path():
+    """Path of the frontal-face Haar cascade shipped with OpenCV or the OS, or None."""
+    dirs = []
+    data = getattr(cv2, "data", None)
+    if data is not None and getattr(data, "haarcascades", None):
+        dirs.append(data.haarcascades)
+    dirs.append(os.path.join(os.path.dirname(cv2.__file__), "data"))
+    dirs.extend(_HAAR_DIRS)
+    for folder in dirs:
+        path = os.path.join(folder, HAAR_FILE)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def square_box(box, image_width: int, image_height: int, margin: float) -> tuple:
+    """Square (x, y, s, s) around a detection: side = max(w, h) * (1 + 2 margin), same centre.
+
+    The square is shifted to lie inside the image, and shrunk to the image's shorter side if larger.
+    """
+    x, y, w, h = (float(v) for v in box)
+    side = int(round(max(w, h) * (1.0 + 2.0 * margin)))
+    side = max(1, min(side, image_width, image_height))
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0 = int(round(min(max(cx - side / 2.0, 0.0), image_width - side)))
+    y0 = int(round(min(max(cy - side / 2.0, 0.0), image_height - side)))
+    return (x0, y0, side, side)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceDetector:
+    """Finds faces in an RGB uint8 image; ``detect`` returns square boxes (x, y, s, s), left to right."""
+
+    def __init__(
+        self, model_path=None, margin: float = 0.1, min_size: int = 24, score_threshold: float = 0.7
+    ):
+        self.margin = margin
+        self.min_size = min_size
+        self.score_threshold = score_threshold
+        if model_path is not None:
+            self._init_yunet(str(model_path))
+        else:
+            self._init_haar()
+
+    def _init_yunet(self, path: str):
+        if not os.path.isfile(path):
+            raise EdgeError(f"{path}: face detector model not found")
+        try:
+            self._yunet = cv2.FaceDetectorYN.create(path, "", (320, 320), self.score_threshold, 0.3, 50)
+        except cv2.error:
+            raise EdgeError(f"{path}: cannot load as a YuNet face detector (ONNX)") from None
+        self.backend = "yunet"
+
+    def _init_haar(self):
+        path = haar_cascade_path()
+        if path is None or not hasattr(cv2, "CascadeClassifier"):
+            raise EdgeError(
+                f"no face detector available: OpenCV {cv2.__version__} has no Haar cascade; give a YuNet "
+                "ONNX file (--face_model), install opencv-python-headless<5, or use --no_face_detection"
+            )
+        self._haar = cv2.CascadeClassifier(path)
+        if self._haar.empty():
+            raise EdgeError(f"{path}: cannot load the Haar cascade")
+        self.backend = "haar"
+
+    def _raw_boxes(self, image_rgb: np.ndarray) -> list:
+        if self.backend == "yunet":
+            height, width = image_rgb.shape[:2]
+            self._yunet.setInputSize((width, height))
+            _, faces = self._yunet.detect(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+            faces = [] if faces is None else faces
+            return [tuple(f[:4]) for f in faces if min(f[2], f[3]) >= self.min_size]
+        gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
+        found = self._haar.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size)
+        )
+        return [tuple(b) for b in found]
+
+    def detect(self, image_rgb: np.ndarray) -> list:
+        """Square face boxes (x, y, s, s) in pixels, with the margin, sorted left to right."""
+        height, width = image_rgb.shape[:2]
+        boxes = [square_box(b, width, height, self.margin) for b in self._raw_boxes(image_rgb)]
+        return sorted(boxes)

@@ -1,0 +1,428 @@
+"""Run an exported EMENet-TF .tflite model on faces: load it with its metadata, preprocess, invoke, read.
+
+Needs numpy, LiteRT (``ai_edge_litert``, or the older ``tflite_runtime``) and OpenCV only; never
+TensorFlow or ``emenet_tf``. The model contract (signature ``serving_default``, input ``image``, named
+post-processed outputs, metadata JSON beside the model) is in docs/ARCHITECTURE.md, "Exported models".
+"""
+
+import json
+import math
+import os
+
+import cv2
+import numpy as np
+
+from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation
+
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # older installs (e.g. some Raspberry Pi images) ship tflite_runtime instead
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        Interpreter = None
+
+FORMAT = "emenet-tflite/1"
+SIGNATURE = "serving_default"
+INPUT_NAME = "image"
+SINGLE_OUTPUTS = (
+    "expr_probs",
+    "expr_entropy",
+    "au_probs",
+    "au_entropy",
+    "valence",
+    "arousal",
+    "valence_entropy",
+    "arousal_entropy",
+    "va_probs",
+)
+ENSEMBLE_EXTRA_OUTPUTS = (
+    "expr_aleatoric",
+    "expr_epistemic",
+    "au_aleatoric",
+    "au_epistemic",
+    "va_aleatoric",
+    "va_epistemic",
+)
+INPUT_DTYPES = ("float32", "uint8", "int8")
+_TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
+
+
+class EdgeError(ValueError):
+    """A model, metadata file or input the edge runtime cannot use; the message says which and why."""
+
+
+def metadata_path(model_path) -> str:
+    """The metadata JSON that belongs to a model: ``M.json`` beside ``M.tflite``."""
+    return os.path.splitext(str(model_path))[0] + ".json"
+
+
+def required_outputs(kind: str) -> tuple:
+    """Output names the contract requires for a ``single`` or ``ensemble`` model."""
+    return SINGLE_OUTPUTS + (ENSEMBLE_EXTRA_OUTPUTS if kind == "ensemble" else ())
+
+
+def _meta_error(path, key, value, why) -> EdgeError:
+    return EdgeError(f"{path}: metadata {key} {why} (value: {value!r})")
+
+
+def _check_names(meta, path, key, count=None):
+    names = meta.get(key)
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise _meta_error(path, key, names, "must be a non-empty list of strings")
+    if count is not None and len(names) != count:
+        raise _meta_error(path, key, names, f"must have {count} entries")
+
+
+def _check_number(value, allow_null=False) -> bool:
+    if value is None:
+        return allow_null
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_input_spec(spec, path):
+    if not isinstance(spec, dict):
+        raise _meta_error(path, "input", spec, "must be an object")
+    if spec.get("name") != INPUT_NAME:
+        raise _meta_error(path, "input.name", spec.get("name"), f"must be {INPUT_NAME!r}")
+    size = spec.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise _meta_error(path, "input.size", size, "must be a positive integer")
+    if spec.get("channels") != "RGB":
+        raise _meta_error(path, "input.channels", spec.get("channels"), "must be 'RGB'")
+    if spec.get("dtype") not in INPUT_DTYPES:
+        raise _meta_error(path, "input.dtype", spec.get("dtype"), f"must be one of {INPUT_DTYPES}")
+    rng = spec.get("range")
+    if not (
+        isinstance(rng, list) and len(rng) == 2 and all(_check_number(v) for v in rng) and rng[0] < rng[1]
+    ):
+        raise _meta_error(path, "input.range", rng, "must be [low, high] with low < high")
+
+
+def validate_metadata(meta, path) -> dict:
+    """Check a metadata dict against the schema in ARCHITECTURE.md; raise EdgeError naming the key."""
+    if not isinstance(meta, dict):
+        raise _meta_error(path, "root", type(meta).__name__, "must be a JSON object")
+    if meta.get("format") != FORMAT:
+        raise _meta_error(path, "format", meta.get("format"), f"must be {FORMAT!r}")
+    if meta.get("kind") not in ("single", "ensemble"):
+        raise _meta_error(path, "kind", meta.get("kind"), "must be 'single' or 'ensemble'")
+    members = meta.get("members")
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise _meta_error(path, "members", members, "must be a positive integer")
+    _check_input_spec(meta.get("input"), path)
+    _check_names(meta, path, "outputs")
+    missing = [n for n in required_outputs(meta["kind"]) if n not in meta["outputs"]]
+    if missing:
+        raise _meta_error(path, "outputs", missing, f"lacks outputs a {meta['kind']} model must have")
+    _check_names(meta, path, "expr_names")
+    _check_names(meta, path, "au_names")
+    centres = meta.get("va_bin_centres")
+    if not (isinstance(centres, list) and len(centres) >= 2 and all(_check_number(c) for c in centres)):
+        raise _meta_error(path, "va_bin_centres", centres, "must be a list of at least 2 numbers")
+    thresholds = meta.get("thresholds")
+    if not isinstance(thresholds, dict) or not _check_number(thresholds.get("expr_entropy")):
+        raise _meta_error(path, "thresholds.expr_entropy", thresholds, "must be a number")
+    if not _check_number(thresholds.get("ood_epistemic"), allow_null=True):
+        raise _meta_error(
+            path, "thresholds.ood_epistemic", thresholds.get("ood_epistemic"), "must be a number or null"
+        )
+    return meta
+
+
+def load_metadata(path) -> dict:
+    """Read and validate a model's metadata JSON (EdgeError if missing, not JSON or off-schema)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise EdgeError(f"{path}: metadata JSON not found (a model M.tflite needs M.json beside it)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as e:
+        raise EdgeError(f"{path}:{e.lineno}: metadata is not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgeError(f"{path}: cannot read metadata ({e})") from None
+    return validate_metadata(meta, path)
+
+
+def _check_tflite_file(path: str):
+    if not os.path.isfile(path):
+        raise EdgeError(f"{path}: model file not found")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise EdgeError(f"{path}: cannot read model file ({e.strerror})") from None
+    if len(head) < 8 or head[4:8] != _TFLITE_IDENTIFIER:
+        raise EdgeError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+
+
+def _load_runner(path: str, num_threads):
+    """Interpreter and ``serving_default`` signature runner of a .tflite file (EdgeError on failure)."""
+    _check_tflite_file(path)
+    if Interpreter is None:
+        raise EdgeError("no TFLite interpreter installed: pip install ai-edge-litert (see edge/README.md)")
+    try:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    except (ValueError, RuntimeError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgeError(f"{path}: cannot load the TFLite model ({first_line})") from None
+    signatures = interpreter.get_signature_list()
+    if SIGNATURE not in signatures:
+        found = ", ".join(sorted(signatures)) or "none"
+        raise EdgeError(f"{path}: model has no {SIGNATURE!r} signature (found: {found}); re-export it")
+    return interpreter, interpreter.get_signature_runner(SIGNATURE)
+
+
+def _expected_output_shapes(meta) -> dict:
+    n_e, n_a, n_b = len(meta["expr_names"]), len(meta["au_names"]), len(meta["va_bin_centres"])
+    shapes = {"expr_probs": (1, n_e), "au_probs": (1, n_a), "au_entropy": (1, n_a), "va_probs": (1, 2, n_b)}
+    for name in ("expr_entropy", "valence", "arousal", "valence_entropy", "arousal_entropy"):
+        shapes[name] = (1, 1)
+    shapes.update({"expr_aleatoric": (1, 1), "expr_epistemic": (1, 1)})
+    shapes.update({"au_aleatoric": (1, n_a), "au_epistemic": (1, n_a)})
+    shapes.update({"va_aleatoric": (1, 2), "va_epistemic": (1, 2)})
+    return shapes
+
+
+def _check_model_matches(meta, input_details, output_details, meta_file):
+    """The metadata must describe this model: input name/size/dtype, output names and shapes."""
+    if list(input_details) != [INPUT_NAME]:
+        raise _meta_error(
+            meta_file, "input.name", INPUT_NAME, f"does not match model inputs {list(input_details)}"
+        )
+    detail = input_details[INPUT_NAME]
+    size = meta["input"]["size"]
+    if tuple(int(d) for d in detail["shape"]) != (1, size, size, 3):
+        raise _meta_error(
+            meta_file, "input.size", size, f"does not match model input shape {list(detail['shape'])}"
+        )
+    if np.dtype(detail["dtype"]).name != meta["input"]["dtype"]:
+        raise _meta_error(
+            meta_file,
+            "input.dtype",
+            meta["input"]["dtype"],
+            f"does not match model input {np.dtype(detail['dtype'])}",
+        )
+    if sorted(output_details) != sorted(meta["outputs"]):
+        raise _meta_error(
+            meta_file, "outputs", meta["outputs"], f"do not match model outputs {sorted(output_details)}"
+        )
+    for name, shape in _expected_output_shapes(meta).items():
+        if name in output_details and tuple(int(d) for d in output_details[name]["shape"]) != shape:
+            got = list(output_details[name]["shape"])
+            raise _meta_error(
+                meta_file, "outputs", name, f"has model shape {got}, metadata implies {list(shape)}"
+            )
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """Real values to integers: q = round(x / scale + zero_point), clipped to the dtype's range."""
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, np.float64) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integers to real values: x = (q - zero_point) * scale."""
+    return (np.asarray(q, np.float64) - zero_point) * scale
+
+
+def _tensor_quantization(detail) -> tuple:
+    scale, zero_point = detail["quantization"]
+    return float(scale), int(zero_point)
+
+
+def _check_face(face_rgb):
+    if not isinstance(face_rgb, np.ndarray) or face_rgb.dtype != np.uint8:
+        raise EdgeError(f"face must be a uint8 numpy array, got {type(face_rgb).__name__}")
+    if face_rgb.ndim != 3 or face_rgb.shape[2] != 3 or min(face_rgb.shape[:2]) < 1:
+        raise EdgeError(f"face must be an RGB array (H, W, 3), got shape {face_rgb.shape}")
+
+
+class EmotionModel:
+    """An exported EMENet-TF model with its metadata: faces in, expression / AU / VA results out."""
+
+    def __init__(self, model_path, num_threads=None, face_detector=None):
+        self.model_path = str(model_path)
+        self._interpreter, self._runner = _load_runner(self.model_path, num_threads)
+        meta_file = metadata_path(self.model_path)
+        self.metadata = load_metadata(meta_file)
+        self._input = self._runner.get_input_details()
+        self._outputs = self._runner.get_output_details()
+        _check_model_matches(self.metadata, self._input, self._outputs, meta_file)
+        self._input = self._input[INPUT_NAME]
+        self.kind = self.metadata["kind"]
+        self.size = self.metadata["input"]["size"]
+        self.expr_names = list(self.metadata["expr_names"])
+        self.au_names = list(self.metadata["au_names"])
+        self.va_bin_centres = np.asarray(self.metadata["va_bin_centres"], np.float64)
+        self.thresholds = self.metadata["thresholds"]
+        self._detector = face_detector
+
+    @property
+    def face_detector(self):
+        """The face detector used by ``predict`` (OpenCV's, built on first use unless one was given)."""
+        if self._detector is None:
+            from edge.faces import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
+
+    @face_detector.setter
+    def face_detector(self, detector):
+        """Any object with ``detect(image_rgb) -> [(x, y, w, h)]``."""
+        self._detector = detector
+
+    def preprocess(self, face_rgb: np.ndarray) -> np.ndarray:
+        """Face (H, W, 3) uint8 RGB -> model input (1, S, S, 3): resized (INTER_AREA), scaled, quantised."""
+        _check_face(face_rgb)
+        if face_rgb.shape[:2] != (self.size, self.size):
+            face_rgb = cv2.resize(face_rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        low, high = self.metadata["input"]["range"]
+        x = low + (high - low) * face_rgb.astype(np.float32) / np.float32(255.0)
+        dtype = np.dtype(self._input["dtype"])
+        if dtype != np.float32:
+            x = quantize(x, *_tensor_quantization(self._input), dtype)
+        return np.ascontiguousarray(x[None], dtype=dtype)
+
+    def run(self, face_rgb: np.ndarray) -> dict:
+        """Raw outputs for one face: name -> float64 array without the batch axis, dequantised."""
+        outputs = self._runner(**{INPUT_NAME: self.preprocess(face_rgb)})
+        raw = {}
+        for name, value in outputs.items():
+            detail = self._outputs[name]
+            if np.dtype(detail["dtype"]).kind in "iu":
+                value = dequantize(value, *_tensor_quantization(detail))
+            raw[name] = np.asarray(value, np.float64)[0]
+        return raw
+
+    def to_result(self, raw: dict, box, source=None, frame=None) -> dict:
+        """The result dict (the CLI's JSON line) from raw outputs; floats unrounded."""
+        expr = raw["expr_probs"]
+        expr_entropy = float(raw["expr_entropy"][0])
+        result = {
+            "source": source,
+            "frame": frame,
+            "box": [int(v) for v in box],
+            "expression": {
+                "label": self.expr_names[int(np.argmax(expr))],
+                "probs": {n: float(p) for n, p in zip(self.expr_names, expr, strict=True)},
+                "entropy": expr_entropy,
+            },
+            "au": {
+                "probs": {n: float(p) for n, p in zip(self.au_names, raw["au_probs"], strict=True)},
+                "entropy": {n: float(h) for n, h in zip(self.au_names, raw["au_entropy"], strict=True)},
+            },
+            "valence": float(raw["valence"][0]),
+            "arousal": float(raw["arousal"][0]),
+            "va_entropy": {
+                "valence": float(raw["valence_entropy"][0]),
+                "arousal": float(raw["arousal_entropy"][0]),
+            },
+            "uncertain": bool(expr_entropy > self.thresholds["expr_entropy"]),
+        }
+        if self.kind == "ensemble":
+            result["ood_score"] = float(raw["expr_epistemic"][0])
+            limit = self.thresholds.get("ood_epistemic")
+            result["ood"] = None if limit is None else bool(result["ood_score"] > limit)
+        return result
+
+    def predict_face(self, face_rgb: np.ndarray, box=None, source=None, frame=None) -> dict:
+        """Result for one already-cropped face (box defaults to the whole face image)."""
+        _check_face(face_rgb)
+        box = (0, 0, face_rgb.shape[1], face_rgb.shape[0]) if box is None else box
+        return self.to_result(self.run(face_rgb), box, source, frame)
+
+    def predict_raw(self, image_rgb: np.ndarray, detect_faces: bool = True) -> list:
+        """[(box, raw outputs)] for each face found (or the whole image): box = (x, y, w, h)."""
+        _check_face(image_rgb)
+        if detect_faces:
+            boxes = self.face_detector.detect(image_rgb)
+        else:
+            boxes = [(0, 0, image_rgb.shape[1], image_rgb.shape[0])]
+        return [
+            (box, self.run(image_rgb[box[1] : box[1] + box[3], box[0] : box[0] + box[2]])) for box in boxes
+        ]
+
+    def predict(self, image_rgb: np.ndarray, detect_faces: bool = True, source=None, frame=None) -> list:
+        """One result per face in an RGB uint8 image ([] if none); the whole image when not detecting."""
+        return [
+            self.to_result(raw, box, source, frame) for box, raw in self.predict_raw(image_rgb, detect_faces)
+        ]
+
+    def smooth(self, previous: dict, current: dict, alpha: float) -> dict:
+        """Exponential smoothing of raw outputs: p <- alpha p_now + (1 - alpha) p_before.
+
+        Probabilities (and ensemble aleatoric terms) are averaged; entropies, VA expectations and the
+        epistemic part (total - aleatoric, >= 0) are recomputed from the smoothed values.
+        """
+        mix = {k: alpha * current[k] + (1.0 - alpha) * previous[k] for k in current}
+        mix["expr_entropy"] = np.atleast_1d(normalised_entropy(mix["expr_probs"]))
+        mix["au_entropy"] = bernoulli_entropy(mix["au_probs"])
+        va_h = normalised_entropy(mix["va_probs"])
+        va_e = va_expectation(mix["va_probs"], self.va_bin_centres)
+        mix["valence_entropy"], mix["arousal_entropy"] = va_h[:1], va_h[1:]
+        mix["valence"], mix["arousal"] = va_e[:1], va_e[1:]
+        if self.kind == "ensemble":
+            mix["expr_epistemic"] = np.maximum(mix["expr_entropy"] - mix["expr_aleatoric"], 0.0)
+            mix["au_epistemic"] = np.maximum(mix["au_entropy"] - mix["au_aleatoric"], 0.0)
+            mix["va_epistemic"] = np.maximum(va_h - mix["va_aleatoric"], 0.0)
+        return mix
+
+
+def _rounded(value, digits: int):
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+def result_to_json(result: dict, digits: int = 4) -> str:
+    """One JSON line for a result, floats rounded to ``digits`` decimals."""
+    return json.dumps(_rounded(result, digits))
+
+
+def to_rgb_uint8(image: np.ndarray, bgr: bool = True) -> tuple:
+    """(RGB uint8 image, note or None) from a decoded image: gray, BGR(A) or RGB(A), 8 or 16 bit."""
+    notes = []
+    if image.dtype == np.uint16:
+        image = np.round(image / 257.0).astype(np.uint8)
+        notes.append("16-bit image scaled to 8 bit")
+    elif image.dtype != np.uint8:
+        raise EdgeError(f"unsupported pixel type {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        notes.append("grayscale image converted to RGB")
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB), "; ".join(notes)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise EdgeError(f"unsupported image shape {image.shape}")
+    if image.shape[2] == 4:
+        notes.append("RGBA image: alpha channel dropped (converted to RGB)")
+        code = cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB
+        return cv2.cvtColor(image, code), "; ".join(notes)
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image
+    return rgb, "; ".join(notes) or None
+
+
+def load_image(path) -> tuple:
+    """(RGB uint8 image, note or None) read from a file; EdgeError if it cannot be read or decoded."""
+    path = str(path)
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise EdgeError(f"{path}: cannot read file ({e.strerror or e})") from None
+    image = None
+    if data.size:
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            image = None
+    if image is None:
+        raise EdgeError(f"{path}: cannot decode image (not an image file, or corrupt)")
+    try:
+        return to_rgb_uint8(image, bgr=True)
+    except EdgeError as e:
+        raise EdgeError(f"{path}: {e}") from None
