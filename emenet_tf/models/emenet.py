@@ -1,0 +1,196 @@
+"""EMENet: the multitask emotion network (backbone + three heads) and its named variants.
+
+``build_emenet`` returns a functional Keras 2 model: input ``image`` (B, S, S, 3) float32 RGB in
+[0, 1]; outputs a dict of logits ``au`` (B, 12), ``expr`` (B, 7), ``va`` (B, 2, 20). The model
+takes [0, 1] pixels directly: the stem's Conv + BatchNorm absorbs any affine input
+normalisation, so no Rescaling layer is needed (and none can break quantization).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from emenet_tf._keras import keras
+from emenet_tf.errors import ConfigError, DataError
+from emenet_tf.models.backbone import EMBEDDING_LAYER, MOBILEFACENET_BLOCKS, BlockSpec, backbone, total_stride
+from emenet_tf.models.blocks import SeedSequence
+from emenet_tf.models.heads import task_heads
+
+INPUT_NAME = "image"
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantSpec:
+    """A named EMENet size: default input size, width multiplier and layer sizes."""
+
+    image_size: int
+    width: float
+    blocks: tuple[BlockSpec, ...]
+    stem_filters: int
+    last_filters: int
+    embedding: int
+    head_units: int
+    description: str
+
+
+VARIANTS = {
+    "full": VariantSpec(
+        image_size=112,
+        width=1.0,
+        blocks=MOBILEFACENET_BLOCKS,
+        stem_filters=64,
+        last_filters=512,
+        embedding=512,
+        head_units=128,
+        description="the paper's size: MobileFaceNet body at 112x112, 512-d embedding, <= 1.68M params",
+    ),
+    "small": VariantSpec(
+        image_size=64,
+        width=0.5,
+        blocks=(
+            BlockSpec(1, 64, 1, 2),
+            BlockSpec(2, 64, 1, 2),
+            BlockSpec(4, 128, 1, 2),
+            BlockSpec(2, 128, 2, 1),
+        ),
+        stem_filters=32,
+        last_filters=256,
+        embedding=128,
+        head_units=64,
+        description="the CPU demo at 64x64: half width, downsamples early, 5 blocks, 128-d embedding",
+    ),
+    "tiny": VariantSpec(
+        image_size=32,
+        width=0.25,
+        blocks=(
+            BlockSpec(1, 64, 1, 1),
+            BlockSpec(2, 64, 1, 2),
+            BlockSpec(4, 128, 1, 2),
+            BlockSpec(4, 128, 1, 2),
+        ),
+        stem_filters=64,
+        last_filters=64,
+        embedding=32,
+        head_units=16,
+        description="for tests: quarter width, one block per stage, 32x32",
+    ),
+}
+
+
+def get_variant(variant: str) -> VariantSpec:
+    """The spec of a named variant; ConfigError listing the valid names otherwise."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown EMENet variant {variant!r}; valid: {', '.join(sorted(VARIANTS))}")
+    return VARIANTS[variant]
+
+
+def min_image_size(variant: str) -> int:
+    """Smallest input size a variant accepts: twice its total stride (a >= 2x2 last feature map)."""
+    return 2 * total_stride(get_variant(variant).blocks)
+
+
+def build_emenet(
+    variant: str = "small",
+    image_size: int | None = None,
+    dropout: float = 0.5,
+    mc_dropout: bool = False,
+    seed: int | None = None,
+    width_multiplier: float | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """Build EMENet: image (B, S, S, 3) in [0, 1] -> {"au", "expr", "va"} logits.
+
+    Args:
+      variant: a key of ``VARIANTS``.
+      image_size: input side S (default: the variant's); at least ``min_image_size(variant)``.
+      dropout: rate of the Dropout layer ``head_dropout`` on the shared embedding.
+      mc_dropout: keep ``head_dropout`` active at inference (MC Dropout). Same layers and
+        weights as the model built with False, so ``set_weights`` copies between them.
+      seed: seeds every initializer and the dropout (None: Keras' global RNG).
+      width_multiplier: overrides the variant's width (channels rounded to multiples of 8).
+      name: model name (default ``emenet_<variant>``).
+
+    The heads are per-frame (see ``emenet_tf.models.heads``).
+    """
+    spec = get_variant(variant)
+    size = spec.image_size if image_size is None else int(image_size)
+    width = spec.width if width_multiplier is None else float(width_multiplier)
+    if size < min_image_size(variant):
+        raise ConfigError(
+            f"image_size {size} is too small for EMENet {variant!r}: "
+            f"it needs >= {min_image_size(variant)} (twice its total stride)"
+        )
+    if width <= 0:
+        raise ConfigError(f"width_multiplier must be > 0, got {width}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    seeds = SeedSequence(seed)
+    image = keras.Input(shape=(size, size, 3), dtype="float32", name=INPUT_NAME)
+    feature = backbone(image, spec.blocks, width, spec.stem_filters, spec.last_filters, spec.embedding, seeds)
+    drop = keras.layers.Dropout(dropout, seed=seeds.next(), name="head_dropout")
+    # training=True is stored in the functional graph: the layer stays active at inference.
+    feature = drop(feature, training=True) if mc_dropout else drop(feature)
+    outputs = task_heads(feature, spec.head_units, seeds)
+    return keras.Model(image, outputs, name=name or f"emenet_{variant}")
+
+
+def backbone_model(model: keras.Model) -> keras.Model:
+    """The backbone of an EMENet (image -> embedding), sharing the model's layers."""
+    return keras.Model(model.input, model.get_layer(EMBEDDING_LAYER).output, name=f"{model.name}_backbone")
+
+
+def save_backbone_weights(model: keras.Model, path: str) -> None:
+    """Save the backbone's weights (layers up to the embedding) to an HDF5 file ``path`` (.h5)."""
+    backbone_model(model).save_weights(path, save_format="h5")
+
+
+def _weights_in_file(path: str) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays, from a Keras .h5 weights file or a saved .keras model."""
+    if not os.path.isfile(path):
+        raise DataError("backbone weights file not found", path=path)
+    if path.endswith(".keras"):
+        source = keras.models.load_model(path, compile=False)
+        return {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            out = {}
+            for layer in group.attrs["layer_names"]:
+                layer = layer.decode() if isinstance(layer, bytes) else layer
+                names = [
+                    n.decode() if isinstance(n, bytes) else n for n in group[layer].attrs["weight_names"]
+                ]
+                out[layer] = [np.asarray(group[layer][n]) for n in names]
+            return out
+    except (OSError, KeyError) as err:
+        raise DataError(f"not a Keras HDF5 weights file ({err})", path=path) from err
+
+
+def load_backbone_weights(model: keras.Model, path: str) -> list[str]:
+    """Copy backbone weights from ``path`` into ``model`` by layer name, skipping mismatches.
+
+    ``path``: an .h5 file from ``save_backbone_weights`` or ``model.save_weights(..h5)``, or a
+    saved .keras EMENet. Only backbone layers are copied (heads stay as they are); layers whose
+    names or weight shapes differ are skipped. Returns the names of the layers loaded; raises
+    DataError when none matched.
+    """
+    stored = _weights_in_file(path)
+    loaded = []
+    for layer in backbone_model(model).layers:
+        values = stored.get(layer.name)
+        if not layer.weights or values is None:
+            continue
+        if [w.shape for w in values] != [tuple(w.shape) for w in layer.weights]:
+            continue
+        layer.set_weights(values)
+        loaded.append(layer.name)
+    if not loaded:
+        raise DataError(
+            "no backbone layer in the file matches the model (different variant or width?)", path=path
+        )
+    return loaded

@@ -1,0 +1,32 @@
+"""The three task heads of EMENet: shared feature -> AU, EXPR and VA logits.
+
+Each head is Dense(hidden) + ReLU -> Dense(out), applied per frame. The paper's heads were GRUs,
+but built without ``batch_first`` they recurred over the batch, not over time, so the released
+model was in effect per-frame; these Dense heads are the per-frame equivalent, much smaller.
+"""
+
+from __future__ import annotations
+
+from emenet_tf._keras import keras
+from emenet_tf.labels import NUM_AU, NUM_EXPR, NUM_VA_BINS
+from emenet_tf.models.blocks import SeedSequence
+
+
+def dense_head(x, hidden: int, outputs: int, task: str, seeds: SeedSequence, out_name: str | None = None):
+    """Dense(hidden, relu) named ``{task}_hidden`` -> Dense(outputs) named ``out_name or task``."""
+    x = keras.layers.Dense(
+        hidden, activation="relu", kernel_initializer=seeds.glorot(), name=f"{task}_hidden"
+    )(x)
+    return keras.layers.Dense(outputs, kernel_initializer=seeds.glorot(), name=out_name or task)(x)
+
+
+def task_heads(feature, hidden: int, seeds: SeedSequence) -> dict:
+    """Feature (B, D) -> {"au": (B, 12), "expr": (B, 7), "va": (B, 2, 20)} logits.
+
+    VA: Dense(40) (``va_logits``) reshaped to (2, 20) (``va``): valence bins, then arousal bins.
+    """
+    au = dense_head(feature, hidden, NUM_AU, "au", seeds)
+    expr = dense_head(feature, hidden, NUM_EXPR, "expr", seeds)
+    va = dense_head(feature, hidden, 2 * NUM_VA_BINS, "va", seeds, out_name="va_logits")
+    va = keras.layers.Reshape((2, NUM_VA_BINS), name="va")(va)
+    return {"au": au, "expr": expr, "va": va}
