@@ -21,8 +21,8 @@ def atomic_path(path: str):
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
     base = os.path.basename(path)
-    stem, ext = os.path.splitext(base)
-    tmp = os.path.join(directory, f".tmp-{stem}-{os.getpid()}-{next(tempfile._get_candidate_names())}{ext}")
+    # The random part goes first so compound suffixes (".weights.h5") that pick formats are kept.
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{next(tempfile._get_candidate_names())}-{base}")
     try:
         yield tmp
         if os.path.isdir(tmp) and os.path.isdir(path):
