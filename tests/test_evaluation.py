@@ -1,0 +1,193 @@
+"""Tests of the evaluation: its pieces against hand computation, evaluate.py's errors, and a whole tiny run."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from emenet_tf import evaluation, report
+from emenet_tf.labels import NUM_VA_BINS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_va_true_bins_closed_form():
+    bins = evaluation.va_true_bins(np.array([[0.0, 0.95]]), np.array([[0.1, 0.2]]))
+    assert bins.shape == (1, 2, NUM_VA_BINS)
+    np.testing.assert_allclose(bins.sum(-1), 1.0, atol=1e-12)
+    # valence N(0, 0.1): bin 10 is [0, 0.1): mass Phi(1) - Phi(0)
+    assert bins[0, 0, 10] == pytest.approx(ndtr(1.0) - 0.5, abs=1e-7)  # edges are float32
+    # arousal N(0.95, 0.2) clipped at 1: the last bin [0.9, 1] holds everything above 0.9
+    assert bins[0, 1, -1] == pytest.approx(1.0 - ndtr(-0.25), abs=1e-7)
+
+
+def test_scores_against_numpy():
+    n = 3
+    expr = np.zeros((2, n, 7))
+    expr[0, :, 0] = 1.0  # member 0 sure of class 0, member 1 sure of class 1
+    expr[1, :, 1] = 1.0
+    au = np.full((2, n, 12), 0.5)
+    va = np.full((2, n, 2, 20), 1 / 20)
+    members = {"expr": expr, "au": au, "va": va}
+    # EXPR: total log 2 / log 7, aleatoric 0; AU and VA: identical members -> no epistemic part
+    np.testing.assert_allclose(
+        evaluation.epistemic_score(members), (math.log(2) / math.log(7)) / 3, atol=1e-12
+    )
+    # single member 0: EXPR entropy 0, AU entropy 1 (p = 0.5), VA uniform entropy 1 -> mean 2/3
+    single = {k: v[0] for k, v in members.items()}
+    np.testing.assert_allclose(evaluation.entropy_score(single), 2 / 3, atol=1e-12)
+
+
+def test_split_halves_disjoint_seeded():
+    present = np.ones(101, bool)
+    present[[3, 50]] = False
+    fit, ev = evaluation.split_halves(present, seed=0)
+    assert len(fit) == 49 and len(ev) == 50
+    assert not set(fit) & set(ev)
+    assert set(fit) | set(ev) == set(np.flatnonzero(present))
+    again = evaluation.split_halves(present, seed=0)
+    np.testing.assert_array_equal(again[0], fit)
+    assert not np.array_equal(evaluation.split_halves(present, seed=1)[0], fit)
+
+
+def test_expr_and_va_metrics_by_hand():
+    probs = np.array([[0.7, 0.3] + [0.0] * 5, [0.6, 0.4] + [0.0] * 5, [0.2, 0.8] + [0.0] * 5])
+    labels = np.array([0, 1, 1])
+    out = evaluation.expr_metrics(probs, labels, np.array([1.0, 1.0, 0.0]))  # third row unlabelled
+    assert out["acc"] == pytest.approx(0.5)
+    assert out["nll"] == pytest.approx(-(math.log(0.7) + math.log(0.4)) / 2)
+    assert out["brier"] == pytest.approx(((0.3**2 + 0.3**2) + (0.6**2 + 0.6**2)) / 2)
+    # row 0 (right) is more certain than row 1 (wrong): risks 0 then 1/2 -> AURC 1/4
+    assert out["aurc"] == pytest.approx(0.25)
+    # VA: each frame puts all mass in one bin; frame 0 right bin (value in it), frame 1 one bin off
+    centres = np.linspace(-0.95, 0.95, 20)
+    va = np.zeros((2, 2, 20))
+    va[0, :, 10] = 1.0
+    va[1, :, 5] = 1.0
+    values = np.array([[centres[10], centres[10]], [centres[6], centres[6]]])
+    out = evaluation.va_metrics(va, values, np.ones((2, 2)))
+    assert out["nll"] == pytest.approx((0.0 + 0.0 + 2 * -math.log(1e-12)) / 4, rel=1e-6)
+    assert out["brier"] == pytest.approx((0 + 0 + 2 + 2) / 4)
+    assert out["ece"] == pytest.approx(0.5)  # all confidence 1, accuracy 1/2
+    assert out["aurc"] == pytest.approx((0.0 + 0.05) / 2)  # equal entropies: input order; errors 0, 0.1
+
+
+def test_ood_index_transcodes_non_jpeg(tmp_path):
+    import cv2
+
+    from emenet_tf.data import pipeline
+
+    folder = tmp_path / "ood"
+    folder.mkdir()
+    image = (np.random.default_rng(0).random((20, 20, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(folder / "a.jpg"), image)
+    cv2.imwrite(str(folder / "b.png"), image)
+    (folder / "notes.txt").write_text("not an image")
+    work = tmp_path / "work"
+    work.mkdir()
+    index = evaluation.ood_index(str(folder), str(work))
+    assert len(index) == 2 and index.expr_mask.sum() == 0 and index.au_mask.sum() == 0
+    batch = next(iter(pipeline.make_dataset(index, 16, 4, training=False)))
+    assert batch["image"].shape == (2, 16, 16, 3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        evaluation.ood_index(str(tmp_path / "empty"), str(work))
+    with pytest.raises(ValueError, match="does not exist"):
+        evaluation.ood_index(str(tmp_path / "nowhere"), str(work))
+
+
+def _result(single_nll, ts_nll, mc_nll, auroc):
+    def row(nll, ece=0.1, kl=None, ood=None):
+        r = {"expr": {"nll": nll, "ece": ece}}
+        if kl is not None:
+            r["expr"]["kl_true"] = kl
+        if ood is not None:
+            r["ood"] = {"auroc": ood, "aupr": ood}
+        return r
+
+    return {
+        "methods": {
+            "gen0_single": row(1.2, kl=0.5),
+            "gen0_ensemble": row(1.1, ood=0.6),
+            "gen1_single": row(single_nll, ece=0.05, kl=0.4),
+            "gen1_ensemble": row(1.0, ood=auroc),
+            "temperature_scaling": row(ts_nll),
+            "mc_dropout": row(mc_nll),
+        }
+    }
+
+
+def test_claims_state_each_outcome():
+    good = report.claims(_result(1.0, 1.1, 1.2, 0.95), generations=2)
+    assert sum("HOLDS" in c and "DOES NOT" not in c for c in good) == 5
+    bad = report.claims(_result(1.15, 1.1, 1.2, 0.85), generations=2)
+    assert "EXPR NLL" in bad[0] and "DOES NOT HOLD" in bad[0]
+    assert "AUROC 0.8500" in bad[2] and "DOES NOT HOLD" in bad[2]
+    assert "1.2000 -> 1.1500" in bad[3] and "HOLDS" in bad[3]
+
+
+def _run_cli(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "evaluate.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    missing = _run_cli()
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("evaluate.py: error: --workdir")
+    empty = _run_cli(f"--workdir={tmp_path}")
+    assert empty.returncode == 2
+    lines = [ln for ln in empty.stderr.strip().splitlines() if ln.startswith("evaluate.py")]
+    assert len(lines) == 1 and "config.json" in lines[0]
+    assert "Traceback" not in empty.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_run_end_to_end(tiny_run, tmp_path):
+    out_dir = str(tmp_path / "eval")
+    result = evaluation.evaluate_run(tiny_run.workdir, out_dir=out_dir, mc_passes=3)
+    assert set(result) == {"methods", "limits", "frames"}
+    expected = [
+        "gen0_single",
+        "gen0_ensemble",
+        "gen1_single",
+        "gen1_ensemble",
+        "temperature_scaling",
+        "mc_dropout",
+    ]
+    assert list(result["methods"]) == expected
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        assert json.load(f) == result
+    frames = result["frames"]
+    assert frames["fit"] + frames["evaluated"] == frames["predicted"] and frames["ood"] == 20
+    for name, row in result["methods"].items():
+        assert set(row) == {"expr", "au", "va", "ood"}, name
+        assert {"f1", "acc", "score", "nll", "ece", "brier", "aurc", "kl_true"} <= set(row["expr"])
+        assert {"f1", "acc", "score", "nll", "ece", "brier", "aurc", "kl_true"} <= set(row["au"])
+        assert {"ccc_valence", "ccc_arousal", "score", "nll", "ece", "brier", "aurc"} <= set(row["va"])
+        for task in ("expr", "au", "va"):
+            assert 0.0 <= row[task]["ece"] <= 1.0
+            assert row[task]["nll"] > 0 and row[task]["kl_true"] >= 0
+        assert 0.0 <= row["ood"]["auroc"] <= 1.0 and 0.0 <= row["ood"]["aupr"] <= 1.0
+    # the Bayes limit is what no model beats on KL (0) and what synthetic_meta.json says
+    assert result["limits"]["oracle"]["expr"]["kl_true"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < result["limits"]["expected"]["expr_accuracy"] <= 1.0
+    with open(os.path.join(out_dir, "report.md")) as f:
+        text = f.read()
+    for heading in ("## What the run shows", "## EXPR", "## AU", "## VA", "## Out of domain"):
+        assert heading in text
+    assert "| temperature_scaling |" in text and "| mc_dropout |" in text
+    for png in ("reliability_expr.png", "reliability_au.png", "risk_coverage_expr.png", "ood_histograms.png"):
+        with open(os.path.join(out_dir, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not [n for n in os.listdir(out_dir) if n.startswith(".tmp")]
