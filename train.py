@@ -8,7 +8,9 @@ import sys
 
 from absl import app, flags
 
-flags.DEFINE_string("data_dir", None, "Aff-Wild2 root (cropped_aligned/, annotations/). Default: synthetic data.")
+flags.DEFINE_string(
+    "data_dir", None, "Aff-Wild2 root (cropped_aligned/, annotations/). Default: synthetic data."
+)
 flags.DEFINE_string("workdir", "runs/default", "Where checkpoints, soft labels, metrics and exports go.")
 flags.DEFINE_string("model", "small", "EMENet variant: small (CPU demo, 64x64) or full (112x112).")
 flags.DEFINE_integer("image_size", None, "Input side in pixels (default: the variant's).")
@@ -19,7 +21,9 @@ flags.DEFINE_integer("member", None, "Train only this member of each generation 
 flags.DEFINE_integer("epochs", 6, "Epochs per member.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("lr_decay_epochs", 3, "Multiply the learning rate by --lr_decay_factor every this many epochs.")
+flags.DEFINE_integer(
+    "lr_decay_epochs", 3, "Multiply the learning rate by --lr_decay_factor every this many epochs."
+)
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay factor.")
 flags.DEFINE_integer("seed", 0, "Base seed: member k of generation g uses seed + k + 1000 g.")
 flags.DEFINE_bool("augment", True, "Flip and colour jitter during training.")
@@ -28,7 +32,9 @@ flags.DEFINE_float("expr_weight", 1.0, "Weight of the EXPR loss.")
 flags.DEFINE_float("va_weight", 1.0, "Weight of the VA loss.")
 flags.DEFINE_float("va_ccc_weight", 1.0, "Weight of 1 - CCC inside the VA loss.")
 flags.DEFINE_float("va_ce_weight", 1.0, "Weight of the bin cross-entropy inside the VA loss.")
-flags.DEFINE_float("hard_label_weight", 0.0, "Students: weight of the ground-truth losses added to distillation.")
+flags.DEFINE_float(
+    "hard_label_weight", 0.0, "Students: weight of the ground-truth losses added to distillation."
+)
 flags.DEFINE_bool("skip_bad_labels", False, "Skip malformed annotation lines (counted) instead of failing.")
 flags.DEFINE_string("backbone_weights", None, "Start the backbone from these saved weights (.h5).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
@@ -36,7 +42,9 @@ flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (for GPUs).")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (quick runs).")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic benchmark.")
-flags.DEFINE_integer("synthetic_train_videos", None, "Synthetic benchmark: training videos (default: generator's).")
+flags.DEFINE_integer(
+    "synthetic_train_videos", None, "Synthetic benchmark: training videos (default: generator's)."
+)
 flags.DEFINE_integer("synthetic_val_videos", None, "Synthetic benchmark: validation videos.")
 flags.DEFINE_integer("synthetic_frames_per_video", None, "Synthetic benchmark: frames per video.")
 flags.DEFINE_bool("evaluate", True, "Evaluate all methods when training is complete.")
@@ -53,10 +61,33 @@ def config_from_flags():
         if value is not None:
             synthetic[name] = value
     names = [
-        "data_dir", "workdir", "model", "image_size", "dropout", "ensemble_size", "generations", "member",
-        "epochs", "batch_size", "learning_rate", "lr_decay_epochs", "lr_decay_factor", "seed", "augment",
-        "au_weight", "expr_weight", "va_weight", "va_ccc_weight", "va_ce_weight", "hard_label_weight",
-        "skip_bad_labels", "backbone_weights", "strategy", "mixed_precision", "steps_per_epoch", "verbose",
+        "data_dir",
+        "workdir",
+        "model",
+        "image_size",
+        "dropout",
+        "ensemble_size",
+        "generations",
+        "member",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "lr_decay_epochs",
+        "lr_decay_factor",
+        "seed",
+        "augment",
+        "au_weight",
+        "expr_weight",
+        "va_weight",
+        "va_ccc_weight",
+        "va_ce_weight",
+        "hard_label_weight",
+        "skip_bad_labels",
+        "backbone_weights",
+        "strategy",
+        "mixed_precision",
+        "steps_per_epoch",
+        "verbose",
     ]
     return TrainConfig(synthetic=synthetic, **{n: getattr(FLAGS, n) for n in names})
 

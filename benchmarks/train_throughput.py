@@ -62,8 +62,11 @@ def main():
                 arrays.setdefault(k, []).append(v.numpy())
         arrays = {k: np.concatenate(v) for k, v in arrays.items()}
         in_memory = (
-            tf.data.Dataset.from_tensor_slices(arrays).shuffle(len(index)).repeat()
-            .batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            tf.data.Dataset.from_tensor_slices(arrays)
+            .shuffle(len(index))
+            .repeat()
+            .batch(args.batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
         )
         results = {}
         for name, ds in (("in_memory", in_memory), ("pipeline", ours)):
@@ -71,7 +74,9 @@ def main():
             net = build_emenet(args.model, seed=0)
             seconds = timed_fit(net, setup, ds, steps, args.epochs)
             results[name] = steps * args.epochs * args.batch_size / seconds
-    print(f"model={args.model} image_size={size} batch={args.batch_size} frames={len(index)} cores={os.cpu_count()}")
+    print(
+        f"model={args.model} image_size={size} batch={args.batch_size} frames={len(index)} cores={os.cpu_count()}"
+    )
     for name, ips in results.items():
         print(f"{name:>10}: {ips:8.1f} images/s")
     print(f"ratio pipeline / in_memory: {results['pipeline'] / results['in_memory']:.3f} (target >= 0.9)")

@@ -16,8 +16,8 @@ from absl import logging
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.inference import predict_dataset
 from emenet_tf.errors import DataError
+from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_save_npz
 from emenet_tf.training import is_done, load_member, make_strategy, resolved_image_size, train_member
 
@@ -33,7 +33,11 @@ def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_siz
     ds = pipeline.make_dataset(index, image_size, batch_size, training=False)
     pred = predict_dataset(models, ds)
     n = len(index)
-    shapes = {"au": (n, pred["au"].shape[1]), "expr": (n, pred["expr"].shape[1]), "va": (n,) + pred["va"].shape[1:]}
+    shapes = {
+        "au": (n, pred["au"].shape[1]),
+        "expr": (n, pred["expr"].shape[1]),
+        "va": (n,) + pred["va"].shape[1:],
+    }
     out = {}
     for task in TASKS:
         fill = 0.5 if task == "au" else 1.0 / shapes[task][-1]
@@ -88,7 +92,9 @@ def run_generations(
             if not all(is_done(cfg, generation - 1, k) for k in range(cfg.ensemble_size)):
                 logging.warning(
                     "generation %d needs all %d members of generation %d; run the other members first",
-                    generation, cfg.ensemble_size, generation - 1,
+                    generation,
+                    cfg.ensemble_size,
+                    generation - 1,
                 )
                 return generation
             soft = make_soft_labels(cfg, generation - 1, train_index)

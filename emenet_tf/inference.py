@@ -63,4 +63,4 @@ def _forward(model, images):
     return fn(images)
 
 
-_PREDICT_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_PREDICT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 
-import numpy as np
 from absl import logging
 
 from emenet_tf import losses, metrics
@@ -28,8 +27,8 @@ from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError
 from emenet_tf.inference import predict_dataset
-from emenet_tf.labels import va_bin_centres
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from emenet_tf.labels import va_bin_centres
 from emenet_tf.models import build_emenet
 
 
@@ -48,7 +47,7 @@ class LossSetup:
     hard_label_weight: float = 0.0  # with soft: weight of the ground-truth losses added
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, weights: dict, soft: bool) -> "LossSetup":
+    def from_config(cls, cfg: TrainConfig, weights: dict, soft: bool) -> LossSetup:
         return cls(
             au_pos_weight=tuple(weights["au_pos_weight"]),
             expr_class_weight=tuple(weights["expr_class_weight"]),
@@ -68,7 +67,9 @@ def task_losses(setup: LossSetup, batch: dict, logits: dict) -> dict:
     out = {}
     if not setup.soft or setup.hard_label_weight > 0:
         out["au"] = losses.au_bce(batch["au"], batch["au_mask"], logits["au"], setup.au_pos_weight)
-        out["expr"] = losses.expr_ce(batch["expr"], batch["expr_mask"], logits["expr"], setup.expr_class_weight)
+        out["expr"] = losses.expr_ce(
+            batch["expr"], batch["expr_mask"], logits["expr"], setup.expr_class_weight
+        )
         out["va"] = losses.va_loss(
             batch["va"], batch["va_mask"], logits["va"], setup.va_ccc_weight, setup.va_ce_weight
         )
@@ -117,7 +118,7 @@ class MultitaskTrainer(keras.Model):
         grads = tape.gradient(scaled, self.net.trainable_variables)
         if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
             grads = self.optimizer.get_unscaled_gradients(grads)
-        self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
+        self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables, strict=True))
         return self._update(total, parts)
 
     def test_step(self, batch):
@@ -217,7 +218,9 @@ def make_optimizer(cfg: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
     """Adam with the paper's step decay: x lr_decay_factor every lr_decay_epochs epochs."""
     boundaries = [steps * cfg.lr_decay_epochs * k for k in range(1, cfg.epochs // cfg.lr_decay_epochs + 1)]
     values = [cfg.learning_rate * cfg.lr_decay_factor**k for k in range(len(boundaries) + 1)]
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else values[0]
+    schedule = (
+        keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else values[0]
+    )
     return keras.optimizers.Adam(learning_rate=schedule)
 
 
@@ -228,7 +231,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
+            raise ConfigError(
+                "--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"unknown strategy {name!r}")
 
@@ -242,7 +247,9 @@ def is_done(cfg: TrainConfig, generation: int, member: int) -> bool:
 
 
 def build_member_model(cfg: TrainConfig, seed: int | None = None, mc_dropout: bool = False) -> keras.Model:
-    return build_emenet(cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout, seed=seed)
+    return build_emenet(
+        cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout, seed=seed
+    )
 
 
 def train_member(
@@ -271,8 +278,14 @@ def train_member(
     steps = cfg.steps_per_epoch or pipeline.steps_per_epoch(train_index, cfg.batch_size)
     image_size = resolved_image_size(cfg)
     train_ds = pipeline.make_dataset(
-        train_index, image_size, cfg.batch_size, training=True, soft_labels=soft_labels,
-        seed=seed, augment=cfg.augment, repeat=True,
+        train_index,
+        image_size,
+        cfg.batch_size,
+        training=True,
+        soft_labels=soft_labels,
+        seed=seed,
+        augment=cfg.augment,
+        repeat=True,
     )
     val_ds = None
     if val_index is not None and len(val_index):
@@ -299,7 +312,10 @@ def train_member(
             callbacks=[EpochEnd(out_dir, net, ckpt, val_ds, state)],
             verbose=cfg.verbose,
         )
-    atomic_write_json(os.path.join(out_dir, "done.json"), {"best_epoch": state["best_epoch"], "best_score": state["best_score"]})
+    atomic_write_json(
+        os.path.join(out_dir, "done.json"),
+        {"best_epoch": state["best_epoch"], "best_score": state["best_score"]},
+    )
     shutil.rmtree(os.path.join(out_dir, "ckpt"), ignore_errors=True)
     return best_path
 
@@ -314,7 +330,9 @@ def load_member(cfg: TrainConfig, generation: int, member: int, mc_dropout: bool
     """The best weights of a finished member, in a fresh model (optionally with MC Dropout on)."""
     path = os.path.join(member_dir(cfg, generation, member), "best.weights.h5")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no trained weights (train generation {generation} member {member} first)")
+        raise FileNotFoundError(
+            f"{path}: no trained weights (train generation {generation} member {member} first)"
+        )
     net = build_member_model(cfg, mc_dropout=mc_dropout)
     net.load_weights(path)
     return net

@@ -58,7 +58,7 @@ class FrameIndex:
         """(N,) str "video/frame" keys, stable across runs: stored with soft labels to check them."""
         return np.char.add(np.char.add(self.video.astype(str), "/"), self.frame.astype(str))
 
-    def subset(self, rows: np.ndarray) -> "FrameIndex":
+    def subset(self, rows: np.ndarray) -> FrameIndex:
         """A new index holding only ``rows`` (bool mask or integer positions), order kept."""
         fields = {}
         for f in dataclasses.fields(self):
@@ -82,8 +82,15 @@ class FrameIndex:
         """Check shapes and dtypes agree (a programming error if not)."""
         n = len(self)
         expected = {
-            "paths": (n,), "video": (n,), "frame": (n,), "au": (n, NUM_AU), "au_mask": (n, NUM_AU),
-            "expr": (n,), "expr_mask": (n,), "va": (n, 2), "va_mask": (n, 2),
+            "paths": (n,),
+            "video": (n,),
+            "frame": (n,),
+            "au": (n, NUM_AU),
+            "au_mask": (n, NUM_AU),
+            "expr": (n,),
+            "expr_mask": (n,),
+            "va": (n, 2),
+            "va_mask": (n, 2),
         }
         for name, shape in expected.items():
             got = getattr(self, name).shape

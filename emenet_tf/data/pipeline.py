@@ -131,7 +131,11 @@ def make_dataset(
         ds = ds.shuffle(min(shuffle_buffer, len(index)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(lambda ex: _decode(ex, data_dir, image_size, bad_images), num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.map(
+        lambda ex: _decode(ex, data_dir, image_size, bad_images),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.filter(lambda ex: ex["_ok"])
     ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_ok"})

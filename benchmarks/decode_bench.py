@@ -1,0 +1,71 @@
+"""JPEG decode throughput: our pipeline (eval and training modes) vs plain tf.io.decode_jpeg.
+
+All arms read the same files in one process; the plain arm is the minimum any tf.data reader
+must do (read, decode, resize, batch), so the ratio is the cost of our checks and augmentation.
+
+  python benchmarks/decode_bench.py [--data_dir DIR] [--frames 3000] [--image_size 64]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from emenet_tf._keras import tf  # noqa: E402
+from emenet_tf.data import affwild2, pipeline, synthetic  # noqa: E402
+
+
+def frames_per_second(ds, frames):
+    for _ in ds.take(2):  # warm up
+        pass
+    start = time.perf_counter()
+    n = sum(int(b["image"].shape[0]) if isinstance(b, dict) else int(b.shape[0]) for b in ds)
+    assert n == frames, (n, frames)
+    return n / (time.perf_counter() - start)
+
+
+def plain(paths, size, batch):
+    def load(path):
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        return (
+            tf.cast(tf.image.resize(image, (size, size), method="area", antialias=True), tf.float32) / 255.0
+        )
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=None, help="Aff-Wild2 tree (default: generate a synthetic one)")
+    parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data_dir
+        if data_dir is None:
+            data_dir = os.path.join(tmp, "data")
+            synthetic.generate(data_dir, seed=0, train_videos=args.frames // 150 + 1, val_videos=1)
+        index = affwild2.load_split(data_dir, "train")
+        index = index.subset(slice(0, min(args.frames, len(index))))
+        n = len(index)
+        paths = [os.path.join(data_dir, p) for p in index.paths]
+        size, batch = args.image_size, args.batch_size
+        results = {
+            "plain decode_jpeg": frames_per_second(plain(paths, size, batch), n),
+            "ours (eval)": frames_per_second(pipeline.make_dataset(index, size, batch, training=False), n),
+            "ours (augment)": frames_per_second(
+                pipeline.make_dataset(index, size, batch, training=False, augment=True), n
+            ),
+        }
+    print(f"frames={n} image_size={size} batch={batch} cores={os.cpu_count()}")
+    for name, fps in results.items():
+        print(f"{name:>18}: {fps:8.0f} frames/s  ({fps / results['plain decode_jpeg']:.2f} x plain)")
+
+
+if __name__ == "__main__":
+    main()

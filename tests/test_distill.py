@@ -1,0 +1,111 @@
+"""Distillation: soft labels are the ensemble mean, students approach a fixed target, teachers stay put."""
+
+import os
+
+import numpy as np
+import pytest
+
+from emenet_tf import distill, training
+from emenet_tf._keras import keras
+from emenet_tf.config import TrainConfig
+from emenet_tf.data import affwild2, pipeline, synthetic
+from emenet_tf.errors import DataError
+from emenet_tf.inference import predict_dataset
+from emenet_tf.losses import class_weights
+from emenet_tf.models import build_emenet
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("distill_data") / "data")
+    synthetic.generate(
+        out, seed=2, train_videos=2, val_videos=1, frames_per_video=24, image_size=32, ood_images=2
+    )
+    return affwild2.load_splits(out)
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_soft_labels_are_the_mean_of_member_probabilities(splits):
+    train = splits["train"].subset(np.arange(len(splits["train"])))
+    train.expr_mask[:5] = 0  # frames without ground truth get soft labels all the same
+    train.au_mask[:5] = 0
+    train.va_mask[:5] = 0
+    members = [build_emenet("tiny", seed=s, dropout=0.0) for s in (1, 2, 3)]
+    for m in members:  # give the untrained BatchNorm statistics a spread so members differ visibly
+        for layer in m.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1e-3, np.float32))
+    soft = distill.ensemble_probabilities(members, train, 32, 16)
+    ds = pipeline.make_dataset(train, 32, 16, training=False)
+    images = np.concatenate([b["image"].numpy() for b in ds])
+    logits = [m(images, training=False) for m in members]
+    expect_expr = np.mean([_softmax(lg["expr"].numpy()) for lg in logits], axis=0)
+    expect_au = np.mean([1 / (1 + np.exp(-np.clip(lg["au"].numpy(), -50, 50))) for lg in logits], axis=0)
+    expect_va = np.mean([_softmax(lg["va"].numpy()) for lg in logits], axis=0)
+    np.testing.assert_allclose(soft["expr"], expect_expr, atol=1e-5)
+    np.testing.assert_allclose(soft["au"], expect_au, atol=1e-5)
+    np.testing.assert_allclose(soft["va"], expect_va, atol=1e-5)
+    assert soft["va"].shape == (len(train), 2, 20) and soft["predicted"].all()
+    np.testing.assert_allclose(soft["expr"][:5].sum(1), 1.0, atol=1e-5)
+
+
+def test_distillation_on_a_fixed_target_approaches_it(splits):
+    train = splits["train"].subset(np.arange(32))
+    rng = np.random.default_rng(0)
+    target = {
+        "au": rng.uniform(0.1, 0.9, (len(train), 12)).astype(np.float32),
+        "expr": _softmax(rng.normal(size=(len(train), 7)) * 1.5).astype(np.float32),
+        "va": _softmax(rng.normal(size=(len(train), 2, 20))).astype(np.float32),
+    }
+    weights = class_weights(train)
+    setup = training.LossSetup(
+        tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True
+    )
+    keras.utils.set_random_seed(0)
+    net = build_emenet("tiny", seed=0, dropout=0.0)
+    trainer = training.MultitaskTrainer(net, setup)
+    trainer.compile(optimizer=keras.optimizers.Adam(5e-3))
+    ds = pipeline.make_dataset(train, 32, 16, training=False, soft_labels=target).cache()
+
+    def kl_to_target():
+        pred = predict_dataset(net, ds)
+        p, q = target["expr"][pred["frame_id"]], np.clip(pred["expr"], 1e-12, 1)
+        return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)))
+
+    trainer.fit(ds, epochs=1, verbose=0)
+    before = kl_to_target()
+    trainer.fit(ds, epochs=60, verbose=0)
+    after = kl_to_target()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
+    cfg = TrainConfig(
+        workdir=str(tmp_path / "run"), data_dir=splits["train"].data_dir, model="tiny", ensemble_size=2,
+        generations=2, epochs=1, steps_per_epoch=2, batch_size=16, verbose=0,
+    )  # fmt: skip
+    weights = class_weights(splits["train"])
+    for k in range(2):
+        training.train_member(cfg, 0, k, splits["train"], None, weights)
+    teachers = [training.load_member(cfg, 0, k).get_weights() for k in range(2)]
+    stamps = [
+        os.path.getmtime(os.path.join(training.member_dir(cfg, 0, k), "best.weights.h5")) for k in range(2)
+    ]
+    distill.run_generations(cfg, splits["train"], None, weights)
+    for k in range(2):
+        after = training.load_member(cfg, 0, k).get_weights()
+        for a, b in zip(teachers[k], after, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert os.path.getmtime(os.path.join(training.member_dir(cfg, 0, k), "best.weights.h5")) == stamps[k]
+        assert training.is_done(cfg, 1, k)
+    # The stored soft labels belong to these frames and are reused, not recomputed.
+    path = distill.soft_labels_path(cfg, 0)
+    stored = distill.load_soft_labels(path, splits["train"])
+    assert stored["expr"].shape == (len(splits["train"]), 7)
+    np.testing.assert_allclose(stored["expr"].sum(1), 1.0, atol=1e-5)
+    with pytest.raises(DataError, match="soft labels were made for"):
+        distill.load_soft_labels(path, splits["train"].subset(np.arange(5)))
