@@ -18,3 +18,7 @@ class DataError(ValueError):
 
 class ConfigError(ValueError):
     """A bad flag or configuration value."""
+
+
+class ExportError(ValueError):
+    """An exported model misses its parity targets (or cannot be exported as the contract says)."""

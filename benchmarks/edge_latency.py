@@ -1,0 +1,106 @@
+"""Per-face latency and file size of exported .tflite models, against a reference model, on this machine.
+
+Usage: python benchmarks/edge_latency.py EXPORT_DIR [--reference M.tflite] [--runs 200] [--threads 1,4]
+Times ``invoke()`` of every ``*.tflite`` in EXPORT_DIR (and the reference) on a random input of
+the model's own input shape and dtype: median over ``--runs`` invokes after ``--warmup``, at each
+thread count. Prints a table and the ratio student_int8 / reference. The reference a user would
+pick today is the ``fer`` package's ``fer/data/emotion_model_quantized.tflite`` (64x64 gray, 7
+classes, no uncertainty); pass its path (this project does not depend on ``fer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import time
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+
+def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    shape = detail["shape"]
+    if dtype == np.float32:
+        return rng.random(shape, dtype=np.float32)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+
+
+def time_model(path: str, threads: int, runs: int, warmup: int, seed: int = 0) -> float:
+    """Median seconds of one ``invoke()`` (input already set) after ``warmup`` invokes."""
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], _random_input(detail, np.random.default_rng(seed)))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def describe(path: str) -> str:
+    detail = Interpreter(model_path=path).get_input_details()[0]
+    shape = "x".join(str(int(d)) for d in detail["shape"][1:])
+    return f"{shape} {np.dtype(detail['dtype']).name}"
+
+
+def measure(paths: list[str], threads: list[int], runs: int, warmup: int) -> list[dict]:
+    rows = []
+    for path in paths:
+        row = {
+            "model": os.path.basename(path),
+            "path": path,
+            "bytes": os.path.getsize(path),
+            "input": describe(path),
+        }
+        for n in threads:
+            row[f"ms_{n}t"] = 1000.0 * time_model(path, n, runs, warmup)
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], threads: list[int]) -> None:
+    header = f"{'model':32s} {'input':18s} {'size KB':>9s}" + "".join(f" {f'ms {n}t':>9s}" for n in threads)
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        line = f"{row['model']:32s} {row['input']:18s} {row['bytes'] / 1024:9.1f}"
+        print(line + "".join(f" {row[f'ms_{n}t']:9.3f}" for n in threads))
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir", help="folder of exported .tflite models (e.g. WORKDIR/export)")
+    parser.add_argument("--reference", default=None, help="another .tflite to time in the same run")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", default="1,4", help="comma-separated thread counts")
+    args = parser.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    paths = sorted(glob.glob(os.path.join(args.export_dir, "*.tflite")))
+    if not paths:
+        parser.error(f"no .tflite files in {args.export_dir}")
+    if args.reference:
+        if not os.path.isfile(args.reference):
+            parser.error(f"--reference {args.reference} does not exist")
+        paths.append(args.reference)
+    rows = measure(paths, threads, args.runs, args.warmup)
+    print(f"median of {args.runs} invokes after {args.warmup} warm-up, {os.cpu_count()} CPUs visible")
+    print_table(rows, threads)
+    by_name = {r["model"]: r for r in rows}
+    if args.reference and "student_int8.tflite" in by_name:
+        student, ref = by_name["student_int8.tflite"], rows[-1]
+        ratios = ", ".join(f"{n} thread(s) {student[f'ms_{n}t'] / ref[f'ms_{n}t']:.2f}" for n in threads)
+        print(f"student_int8 / reference latency: {ratios}; size {student['bytes'] / ref['bytes']:.2f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
