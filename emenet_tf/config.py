@@ -80,7 +80,7 @@ class TrainConfig:
         atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: str) -> "TrainConfig":
+    def load(cls, path: str) -> TrainConfig:
         with open(path) as f:
             values = json.load(f)
         known = {f.name for f in dataclasses.fields(cls)}
