@@ -12,6 +12,7 @@ import os
 import cv2
 import numpy as np
 
+from edge.contract import ENSEMBLE_EXTRA_OUTPUTS, FORMAT, INPUT_NAME, SIGNATURE, SINGLE_OUTPUTS
 from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation
 
 try:
@@ -22,28 +23,6 @@ except ImportError:  # older installs (e.g. some Raspberry Pi images) ship tflit
     except ImportError:
         Interpreter = None
 
-FORMAT = "emenet-tflite/1"
-SIGNATURE = "serving_default"
-INPUT_NAME = "image"
-SINGLE_OUTPUTS = (
-    "expr_probs",
-    "expr_entropy",
-    "au_probs",
-    "au_entropy",
-    "valence",
-    "arousal",
-    "valence_entropy",
-    "arousal_entropy",
-    "va_probs",
-)
-ENSEMBLE_EXTRA_OUTPUTS = (
-    "expr_aleatoric",
-    "expr_epistemic",
-    "au_aleatoric",
-    "au_epistemic",
-    "va_aleatoric",
-    "va_epistemic",
-)
 INPUT_DTYPES = ("float32", "uint8", "int8")
 _TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
 

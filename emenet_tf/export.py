@@ -32,6 +32,7 @@ import numpy as np
 from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 
+from edge.contract import ENSEMBLE_OUTPUTS, FORMAT, SIGNATURE, SINGLE_OUTPUTS
 from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline
@@ -41,27 +42,6 @@ from emenet_tf.io import atomic_path, atomic_write_json, read_json
 from emenet_tf.labels import AU_NAMES, EXPR_NAMES, NUM_VA_BINS, va_bin_centres
 from emenet_tf.uncertainty import bernoulli_entropy_tf, ensemble_uncertainty_tf, normalised_entropy_tf
 
-FORMAT = "emenet-tflite/1"
-SIGNATURE = "serving_default"
-SINGLE_OUTPUTS = (
-    "expr_probs",
-    "expr_entropy",
-    "au_probs",
-    "au_entropy",
-    "valence",
-    "arousal",
-    "valence_entropy",
-    "arousal_entropy",
-    "va_probs",
-)
-ENSEMBLE_OUTPUTS = SINGLE_OUTPUTS + (
-    "expr_aleatoric",
-    "expr_epistemic",
-    "au_aleatoric",
-    "au_epistemic",
-    "va_aleatoric",
-    "va_epistemic",
-)
 TARGETS = {
     "float_max_abs_diff": 1e-4,  # at most
     "expr_top1_agreement": 0.99,  # at least

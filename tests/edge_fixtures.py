@@ -14,28 +14,10 @@ import tempfile
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from edge.contract import ENSEMBLE_OUTPUTS, FORMAT, SIGNATURE, SINGLE_OUTPUTS
 from emenet_tf._keras import tf
 from emenet_tf.labels import AU_NAMES, EXPR_NAMES, NUM_VA_BINS, va_bin_centres
 
-SINGLE_OUTPUTS = (
-    "expr_probs",
-    "expr_entropy",
-    "au_probs",
-    "au_entropy",
-    "valence",
-    "arousal",
-    "valence_entropy",
-    "arousal_entropy",
-    "va_probs",
-)
-ENSEMBLE_OUTPUTS = SINGLE_OUTPUTS + (
-    "expr_aleatoric",
-    "expr_epistemic",
-    "au_aleatoric",
-    "au_epistemic",
-    "va_aleatoric",
-    "va_epistemic",
-)
 ENSEMBLE_MEMBERS = 3
 _FILTERS = 8
 _NUM_LOGITS = len(EXPR_NAMES) + len(AU_NAMES) + 2 * NUM_VA_BINS
@@ -141,7 +123,7 @@ def _representative_images(image_size: int, seed: int, count: int = 24):
 
 
 def _convert(saved_dir: str, quantize: str, image_size: int, seed: int, quantized_outputs: bool) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=["serving_default"])
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=[SIGNATURE])
     if quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: _representative_images(image_size, seed)
@@ -153,7 +135,7 @@ def _convert(saved_dir: str, quantize: str, image_size: int, seed: int, quantize
 
 def _input_spec(tflite_path: str, image_size: int) -> dict:
     interpreter = Interpreter(model_path=tflite_path)
-    detail = interpreter.get_signature_runner("serving_default").get_input_details()["image"]
+    detail = interpreter.get_signature_runner(SIGNATURE).get_input_details()["image"]
     scale, zero_point = detail["quantization"]
     quantised = detail["dtype"] != np.float32
     return {
@@ -170,7 +152,7 @@ def _input_spec(tflite_path: str, image_size: int) -> dict:
 def make_metadata(kind: str, input_spec: dict) -> dict:
     """The metadata JSON of a fixture model, in the contract's schema."""
     return {
-        "format": "emenet-tflite/1",
+        "format": FORMAT,
         "kind": kind,
         "members": ENSEMBLE_MEMBERS if kind == "ensemble" else 1,
         "input": input_spec,
@@ -205,7 +187,7 @@ def make_fixture_model(
     os.makedirs(out_dir, exist_ok=True)
     net = _FixtureNet(kind, image_size, seed)
     with tempfile.TemporaryDirectory() as saved_dir:
-        tf.saved_model.save(net, saved_dir, signatures={"serving_default": net.serve})
+        tf.saved_model.save(net, saved_dir, signatures={SIGNATURE: net.serve})
         flatbuffer = _convert(saved_dir, quantize, image_size, seed, quantized_outputs)
     suffix = "_qout" if quantized_outputs else ""
     path = os.path.join(str(out_dir), f"{kind}_{quantize}_{image_size}{suffix}.tflite")
