@@ -500,3 +500,28 @@ def test_cli_nothing_processed_exit_code_2(models, tmp_path, capsys):
     text.write_text("not an image")
     code, records, err = run_cli(["--model", models["single_float"], "--no_face_detection", text], capsys)
     assert code == 2 and records == [] and "summary: 0 processed, 1 failed, 0 no face" in err
+
+
+@pytest.fixture(scope="module")
+def face_on_canvas(tmp_path_factory):
+    """A rendered synthetic face (seeded), enlarged to 160 px and placed at (80, 40) on a 320x240 canvas."""
+    from emenet_tf.data import synthetic
+
+    out = tmp_path_factory.mktemp("edge_face") / "data"
+    synthetic.generate(str(out), seed=0, train_videos=1, val_videos=1, frames_per_video=3, ood_images=1)
+    frame = sorted((out / "cropped_aligned").glob("syn-train-*/00001.jpg"))[0]
+    face = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
+    canvas = np.full((240, 320, 3), 90, np.uint8)
+    canvas[40:200, 80:240] = cv2.resize(face, (160, 160), interpolation=cv2.INTER_CUBIC)
+    return canvas
+
+
+@pytest.mark.skipif(not HAVE_HAAR, reason="this OpenCV ships no Haar cascade")
+def test_haar_finds_the_face_where_it_was_placed(face_on_canvas, tmp_path, models, capsys):
+    boxes = FaceDetector().detect(face_on_canvas)
+    assert len(boxes) == 1 and box_iou(boxes[0], (80, 40, 160, 160)) > 0.5, boxes
+    code, records, err = run_cli(
+        ["--model", models["single_float"], write_bgr(tmp_path / "f.png", face_on_canvas)], capsys
+    )
+    assert code == 0 and len(records) == 1 and "Traceback" not in err
+    assert box_iou(records[0]["box"], (80, 40, 160, 160)) > 0.5
