@@ -37,6 +37,9 @@ flags.DEFINE_float("va_weight", 1.0, "Weight of the VA loss.")
 flags.DEFINE_float("va_ccc_weight", 1.0, "Weight of 1 - CCC inside the VA loss.")
 flags.DEFINE_float("va_ce_weight", 1.0, "Weight of the bin cross-entropy inside the VA loss.")
 flags.DEFINE_float(
+    "class_weight_power", 1.0, "Class weights = (inverse frequency)^power: 1 the paper's, 0.5 sqrt, 0 none."
+)
+flags.DEFINE_float(
     "hard_label_weight", 0.0, "Students: weight of the ground-truth losses added to distillation."
 )
 flags.DEFINE_bool("skip_bad_labels", False, "Skip malformed annotation lines (counted) instead of failing.")
@@ -85,6 +88,7 @@ def config_from_flags():
         "va_weight",
         "va_ccc_weight",
         "va_ce_weight",
+        "class_weight_power",
         "hard_label_weight",
         "skip_bad_labels",
         "backbone_weights",

@@ -36,6 +36,7 @@ class TrainConfig:
     va_weight: float = 1.0
     va_ccc_weight: float = 1.0
     va_ce_weight: float = 1.0
+    class_weight_power: float = 1.0  # 1 inverse frequency (paper), 0.5 square root, 0 none
     hard_label_weight: float = 0.0
     skip_bad_labels: bool = False
     backbone_weights: str | None = None
@@ -55,6 +56,10 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"),
             (self.lr_decay_epochs >= 1, f"--lr_decay_epochs must be >= 1, got {self.lr_decay_epochs}"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}"),
+            (
+                0.0 <= self.class_weight_power <= 1.0,
+                f"--class_weight_power must be in [0, 1], got {self.class_weight_power}",
+            ),
             (self.hard_label_weight >= 0, f"--hard_label_weight must be >= 0, got {self.hard_label_weight}"),
             (
                 self.member is None or 0 <= self.member < self.ensemble_size,

@@ -192,13 +192,17 @@ def va_kl(teacher_probs, logits, mask=None, ccc_weight: float = 1.0):
 # ----------------------------------------------------------------------------- weights
 
 
-def class_weights(index) -> dict:
+def class_weights(index, power: float = 1.0) -> dict:
     """Loss weights from a FrameIndex's present labels (numpy; JSON-serialisable result).
 
     au_pos_weight[j] = negatives_j / positives_j clipped to AU_POS_WEIGHT_CLIP (no positive:
     the upper clip). expr_class_weight[k] = 1 / count_k normalised to mean 1 over the classes
     that occur, then clipped to EXPR_CLASS_WEIGHT_CLIP (a class that never occurs: the upper
-    clip). Returns {"au_pos_weight": [12], "expr_class_weight": [7], "counts": {...}}.
+    clip). ``power`` raises both ratios before normalising and clipping: 1 is the paper's
+    inverse frequency, 0.5 the square root, 0 no weighting (all weights 1).
+    Weighted cross-entropy is minimised by p_k proportional to w_k q_k, not by the label
+    distribution q itself, so any power > 0 trades calibration for rare-class recall.
+    Returns {"au_pos_weight": [12], "expr_class_weight": [7], "power": p, "counts": {...}}.
     """
     au_mask = np.asarray(index.au_mask, np.float64) > 0
     au = np.asarray(index.au, np.float64)
@@ -207,20 +211,21 @@ def class_weights(index) -> dict:
     lo, hi = AU_POS_WEIGHT_CLIP
     au_w = np.full(NUM_AU, hi)
     np.divide(neg, pos, out=au_w, where=pos > 0)
-    au_w = np.clip(au_w, lo, hi)
+    au_w = np.clip(au_w**power, lo, hi)
 
     expr_present = np.asarray(index.expr_mask, np.float64) > 0
     expr_counts = np.bincount(np.asarray(index.expr)[expr_present].astype(np.int64), minlength=NUM_EXPR)
     lo, hi = EXPR_CLASS_WEIGHT_CLIP
-    expr_w = np.full(NUM_EXPR, hi)
+    expr_w = np.full(NUM_EXPR, hi**power)
     seen = expr_counts > 0
     if seen.any():
-        inverse = 1.0 / expr_counts[seen]
+        inverse = (1.0 / expr_counts[seen]) ** power
         expr_w[seen] = inverse / inverse.mean()
     expr_w = np.clip(expr_w, lo, hi)
     return {
         "au_pos_weight": [float(v) for v in au_w],
         "expr_class_weight": [float(v) for v in expr_w],
+        "power": float(power),
         "counts": {
             "frames": int(len(index)),
             "au_positive": [int(v) for v in pos],

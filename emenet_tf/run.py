@@ -15,7 +15,7 @@ from emenet_tf.losses import class_weights as compute_class_weights
 from emenet_tf.models import VARIANTS, min_image_size
 
 # Fields that change what a finished member means: a workdir is not resumed with other values.
-RUN_IDENTITY = ("model", "image_size", "dropout", "ensemble_size", "seed", "data_dir")
+RUN_IDENTITY = ("model", "image_size", "dropout", "ensemble_size", "seed", "data_dir", "class_weight_power")
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -77,7 +77,7 @@ def run(cfg: TrainConfig, evaluate: bool = True, export: bool = True) -> dict:
     check_config(cfg)
     save_config(cfg)
     train_index, val_index = load_data(cfg)
-    weights = compute_class_weights(train_index)
+    weights = compute_class_weights(train_index, power=cfg.class_weight_power)
     atomic_write_json(os.path.join(cfg.workdir, "class_weights.json"), weights)
     from emenet_tf import distill
 

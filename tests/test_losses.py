@@ -253,3 +253,10 @@ def test_class_weights_hand_computed():
     normalised = inverse / inverse.mean()
     expected = [normalised[0], normalised[1], normalised[2], 20.0, normalised[3], 20.0, normalised[4]]
     np.testing.assert_allclose(out["expr_class_weight"], expected, rtol=1e-6)
+
+    sqrt = class_weights(_index(au, au_mask, expr, expr_mask), power=0.5)
+    assert sqrt["au_pos_weight"][1] == pytest.approx(3.0)  # sqrt(9 / 1)
+    root = np.sqrt(inverse) / np.sqrt(inverse).mean()
+    np.testing.assert_allclose(np.array(sqrt["expr_class_weight"])[[0, 1, 2, 4, 6]], root, rtol=1e-6)
+    none = class_weights(_index(au, au_mask, expr, expr_mask), power=0.0)
+    assert none["au_pos_weight"] == [1.0] * 12 and none["expr_class_weight"] == [1.0] * 7
