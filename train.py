@@ -56,6 +56,8 @@ flags.DEFINE_integer("synthetic_val_videos", None, "Synthetic benchmark: validat
 flags.DEFINE_integer("synthetic_frames_per_video", None, "Synthetic benchmark: frames per video.")
 flags.DEFINE_bool("evaluate", True, "Evaluate all methods when training is complete.")
 flags.DEFINE_bool("export", True, "Export TFLite models when training is complete.")
+flags.DEFINE_integer("qat_epochs", 0, "Export: quantization-aware fine-tune epochs before int8 conversion.")
+flags.DEFINE_bool("allow_degraded", False, "Export: write int8 models even if they miss the parity targets.")
 FLAGS = flags.FLAGS
 
 
@@ -103,7 +105,7 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from emenet_tf.errors import ConfigError, DataError
+    from emenet_tf.errors import ConfigError, DataError, ExportError
 
     try:
         cfg = config_from_flags()
@@ -113,8 +115,9 @@ def main(argv):
             keras.mixed_precision.set_global_policy("mixed_float16")
         from emenet_tf import run
 
-        result = run.run(cfg, evaluate=FLAGS.evaluate, export=FLAGS.export)
-    except (ConfigError, DataError, FileNotFoundError) as e:
+        export_options = {"qat_epochs": FLAGS.qat_epochs, "allow_degraded": FLAGS.allow_degraded}
+        result = run.run(cfg, evaluate=FLAGS.evaluate, export=FLAGS.export, export_options=export_options)
+    except (ConfigError, DataError, ExportError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     print(f"train.py: done ({result['generations_complete']} generation(s) complete) in {cfg.workdir}")

@@ -72,8 +72,13 @@ def load_data(cfg: TrainConfig):
     return splits["train"], splits["validation"]
 
 
-def run(cfg: TrainConfig, evaluate: bool = True, export: bool = True) -> dict:
-    """Train all generations, then evaluate and export when the last generation is complete."""
+def run(
+    cfg: TrainConfig, evaluate: bool = True, export: bool = True, export_options: dict | None = None
+) -> dict:
+    """Train all generations, then evaluate and export when the last generation is complete.
+
+    ``export_options`` go to ``export.export_run`` (e.g. ``qat_epochs``, ``allow_degraded``).
+    """
     check_config(cfg)
     save_config(cfg)
     train_index, val_index = load_data(cfg)
@@ -92,5 +97,5 @@ def run(cfg: TrainConfig, evaluate: bool = True, export: bool = True) -> dict:
     if export:
         from emenet_tf import export as export_lib
 
-        result["export"] = export_lib.export_run(cfg.workdir)
+        result["export"] = export_lib.export_run(cfg.workdir, **(export_options or {}))
     return result
