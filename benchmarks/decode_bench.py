@@ -44,6 +44,7 @@ def main():
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir
@@ -55,14 +56,18 @@ def main():
         n = len(index)
         paths = [os.path.join(data_dir, p) for p in index.paths]
         size, batch = args.image_size, args.batch_size
-        results = {
-            "plain decode_jpeg": frames_per_second(plain(paths, size, batch), n),
-            "ours (eval)": frames_per_second(pipeline.make_dataset(index, size, batch, training=False), n),
-            "ours (augment)": frames_per_second(
-                pipeline.make_dataset(index, size, batch, training=False, augment=True), n
-            ),
+        arms = {
+            "plain decode_jpeg": lambda: plain(paths, size, batch),
+            "ours (eval)": lambda: pipeline.make_dataset(index, size, batch, training=False),
+            "ours (augment)": lambda: pipeline.make_dataset(index, size, batch, training=False, augment=True),
         }
-    print(f"frames={n} image_size={size} batch={batch} cores={os.cpu_count()}")
+        # Interleaved rounds, best of each: this machine is shared, and the best round is the
+        # one least disturbed by other work.
+        results = dict.fromkeys(arms, 0.0)
+        for _ in range(args.rounds):
+            for name, make in arms.items():
+                results[name] = max(results[name], frames_per_second(make(), n))
+    print(f"frames={n} image_size={size} batch={batch} cores={os.cpu_count()} best of {args.rounds} rounds")
     for name, fps in results.items():
         print(f"{name:>18}: {fps:8.0f} frames/s  ({fps / results['plain decode_jpeg']:.2f} x plain)")
 

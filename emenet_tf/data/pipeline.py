@@ -138,7 +138,6 @@ def make_dataset(
     )
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.filter(lambda ex: ex["_ok"])
-    ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_ok"})
     if augment:
         rng = tf.data.Dataset.random(seed=seed).batch(2)
         ds = tf.data.Dataset.zip((ds, rng)).map(
@@ -147,6 +146,8 @@ def make_dataset(
             deterministic=True,
         )
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # The validity flag is dropped once per batch: a per-frame map costs ~10% of decode throughput.
+    ds = ds.map(lambda batch: {k: v for k, v in batch.items() if k != "_ok"})
     return ds.prefetch(AUTOTUNE)
 
 
