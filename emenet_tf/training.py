@@ -186,6 +186,16 @@ class EpochEnd(keras.callbacks.Callback):
         logging.info("%s epoch %d: %s", self.member_dir, epoch + 1, json.dumps(record))
 
 
+def _remove_stale_temporaries(out_dir: str) -> None:
+    """Delete half-written files a killed run left (never read: nothing points at them)."""
+    for root in (out_dir, os.path.join(out_dir, "ckpt")):
+        if os.path.isdir(root):
+            for name in os.listdir(root):
+                if name.startswith(".tmp-"):
+                    path = os.path.join(root, name)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
 def _truncate_history(path: str, last_epoch: int) -> None:
     """Drop history lines of epochs after the last completed one (a run killed mid-epoch)."""
     if not os.path.exists(path):
@@ -272,6 +282,7 @@ def train_member(
     state_path = os.path.join(out_dir, "state.json")
     state = read_json(state_path) if os.path.exists(state_path) else {"epoch": 0, "best_score": None}
     _truncate_history(os.path.join(out_dir, "history.jsonl"), state["epoch"])
+    _remove_stale_temporaries(out_dir)
     seed = cfg.member_seed(generation, member)
     keras.utils.set_random_seed(seed)
     strategy = strategy or make_strategy(cfg.strategy)

@@ -122,10 +122,13 @@ def test_resume_continues_from_the_last_completed_epoch(tmp_path, data_dir, spli
     # A torn line from the kill must not survive the resume.
     with open(os.path.join(member, "history.jsonl"), "a") as f:
         f.write('{"epoch": 3, "train/lo')
+    stale = os.path.join(member, ".tmp-1-abc-best.weights.h5")  # a write the kill interrupted
+    open(stale, "wb").close()
     monkeypatch.setattr(training.EpochEnd, "on_epoch_end", original)
     training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
     history = [json.loads(line) for line in open(os.path.join(member, "history.jsonl"))]
     assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert not os.path.exists(stale)
     # The step decay continued from the restored optimizer step: x0.1 per epoch.
     np.testing.assert_allclose([h["lr"] for h in history], [1e-2, 1e-3, 1e-4], rtol=1e-5)
     # A finished member is skipped: nothing is appended.
