@@ -49,6 +49,15 @@ TARGETS = {
     "au_decision_agreement": 0.99,  # at least
 }
 QUANTIZE_MODES = ("float_post", "full")
+# Layers of each member kept float in quantize="float_post" (Keras layer names; a fused op is
+# float when any of the layers fused into it is listed). The task heads are ~1% of the compute.
+# ``mlir_quantize(denylisted_nodes=...)`` matches an op by the name of its output tensor in the
+# calibrated model (the op's location, e.g. "member0/emenet_small/expr/MatMul;.../BiasAdd"): the
+# ops listed run in float with a DEQUANTIZE before them (see ``op_dtypes``).
+FLOAT_LAYERS = ("au_hidden", "expr_hidden", "va_hidden", "au", "expr", "va_logits", "va")
+# The backbone layers, input to output: float_layers=FLOAT_LAYERS + BACKBONE_LAYERS[:k] keeps the
+# first k stages float too (the measured trade-off is in docs/ARCHITECTURE.md / the report).
+BACKBONE_LAYERS = ("stem", "block0", "block1", "block2", "block3", "last", "pool", "embedding")
 EXPR_COVERAGE = 0.8  # expr_entropy threshold: accept the 80% most certain validation predictions
 OOD_QUANTILE = 0.95  # ood_epistemic threshold: ~5% false OOD alarms on in-domain validation
 MARGIN_EPS = 0.05  # top-1 agreement is also reported where the float top-1 margin exceeds this
@@ -117,10 +126,22 @@ def _softmax(logits):
     return e * tf.math.reciprocal(tf.reduce_sum(e, axis=-1, keepdims=True))  # e / sum: fused back
 
 
+def _sigmoid(logits):
+    """sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0, with e = exp(-|z|).
+
+    ``1 / (1 + exp(-z))`` is fused into TFLite's LOGISTIC, whose int8 output (steps of 1/256,
+    0.5 exact) the quantizer keeps even when deny-listed: p in (0.498, 0.5) then rounds to 0.5
+    and flips the AU decision p >= 0.5. These ops stay float.
+    """
+    e = tf.exp(-tf.abs(logits))
+    r = tf.math.reciprocal(1.0 + e)
+    return tf.where(logits >= 0.0, r, e * r)
+
+
 def _probabilities(logits: dict) -> dict:
-    """AU sigmoid = 1 / (1 + exp(-z)), EXPR and VA-bin softmax, as float ops (see ``_softmax``)."""
+    """AU sigmoid, EXPR and VA-bin softmax, as float ops (see ``_softmax`` and ``_sigmoid``)."""
     return {
-        "au": 1.0 / (1.0 + tf.exp(-tf.cast(logits["au"], tf.float32))),
+        "au": _sigmoid(tf.cast(logits["au"], tf.float32)),
         "expr": _softmax(tf.cast(logits["expr"], tf.float32)),
         "va": _softmax(tf.cast(logits["va"], tf.float32)),
     }
@@ -165,12 +186,18 @@ def save_module(module: ExportModule, saved_dir: str) -> None:
     tf.saved_model.save(module, saved_dir, signatures={SIGNATURE: module.serve})
 
 
-def convert(saved_dir: str, quantize: str | None = None, representative: np.ndarray | None = None) -> bytes:
+def convert(
+    saved_dir: str,
+    quantize: str | None = None,
+    representative: np.ndarray | None = None,
+    float_layers: tuple[str, ...] = FLOAT_LAYERS,
+) -> bytes:
     """SavedModel -> TFLite flatbuffer: float32 (``quantize=None``) or int8 with a uint8 input.
 
-    quantize="float_post": int8 for the ops under ``member<k>/`` (backbone and heads), float32
-    after the logits (the post-processing is deny-listed by node name). quantize="full": every op
-    the int8 kernels support is int8. Outputs are float32 either way.
+    quantize="float_post": int8 for the ops under ``member<k>/`` except the layers named by
+    ``float_layers`` (default: the task heads), float32 for them and after the logits (deny-listed
+    by op name, see ``float_nodes``). quantize="full": every op the int8 kernels support is int8.
+    Outputs are float32 either way.
     """
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=[SIGNATURE])
     if quantize is None:
@@ -199,8 +226,22 @@ def convert(saved_dir: str, quantize: str | None = None, representative: np.ndar
         calibrated,
         input_data_type=tf.uint8,
         output_data_type=tf.float32,
-        denylisted_nodes=postprocess_nodes(calibrated),
+        denylisted_nodes=float_nodes(calibrated, float_layers),
     )
+
+
+def convert_qat(saved_dir: str) -> bytes:
+    """SavedModel of a QAT model (tfmot fake-quant ops) -> int8 TFLite with a uint8 input.
+
+    The int8 ranges are the ones learned in QAT: no calibration. (Sending a QAT model through the
+    calibrate + ``mlir_quantize`` path of ``convert`` re-quantises the fake-quant ops and gave
+    nearly constant outputs: EXPR top-1 agreement 0.17 with the QAT Keras model.)
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=[SIGNATURE])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.float32
+    return converter.convert()
 
 
 def _representative(images: np.ndarray):
@@ -213,17 +254,46 @@ def _representative(images: np.ndarray):
         yield [image[None].astype(np.float32)]
 
 
-def postprocess_nodes(model_content: bytes) -> list[str]:
-    """Names of the op outputs outside the members' scopes: the post-processing after the logits."""
+def float_nodes(model_content: bytes, float_layers: tuple[str, ...] = FLOAT_LAYERS) -> list[str]:
+    """Names of the op outputs to keep float: everything outside the members' scopes (the
+    post-processing after the logits) and, inside them, the ops of the layers ``float_layers``.
+
+    A layer name matches a path component of the op's name (``expr`` matches ``.../expr/MatMul``)
+    or its prefix before "_" (``block0`` matches ``block0_0_dw``, ``embedding`` matches
+    ``embedding_bn``).
+    """
+    wanted = set(float_layers)
     interpreter = Interpreter(model_content=model_content)
     tensors = interpreter.get_tensor_details()
     names = []
     for op in interpreter._get_ops_details():
         for index in op["outputs"]:
             name = tensors[index]["name"]
-            if not name.startswith(MEMBER_SCOPE):
+            parts = set(name.replace(";", "/").split("/"))
+            parts |= {part.split("_")[0] for part in parts}
+            if not name.startswith(MEMBER_SCOPE) or parts & wanted:
                 names.append(name)
     return names
+
+
+def op_dtypes(model_content: bytes) -> list[tuple[str, str, str]]:
+    """(op type, output tensor name, output dtype) of every op, in execution order."""
+    interpreter = Interpreter(model_content=model_content)
+    tensors = interpreter.get_tensor_details()
+    return [
+        (op["op_name"], tensors[op["outputs"][0]]["name"], np.dtype(tensors[op["outputs"][0]]["dtype"]).name)
+        for op in interpreter._get_ops_details()
+    ]
+
+
+def on_uint8_grid(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] rounded to multiples of 1/255: what a uint8 camera frame delivers.
+
+    Parity compares the float and int8 models on the same frames; the edge runtime feeds both
+    uint8 pixels / 255, so the frames are put on that grid first (otherwise the int8 model's
+    uint8 input rounding alone flips ~1% of the near-tie EXPR decisions of an underconfident model).
+    """
+    return (np.round(np.clip(images, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
 def quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
@@ -403,22 +473,27 @@ def export_model(
     quantize: str = "float_post",
     allow_degraded: bool = False,
     int8_reference: list | None = None,
+    float_layers: tuple[str, ...] = FLOAT_LAYERS,
 ) -> dict:
     """Convert one model (1 member) or ensemble (M) to ``<name>_float32`` and ``<name>_int8`` .tflite.
 
     Writes each file (atomically, metadata JSON beside it) only if it meets its parity targets
     or ``allow_degraded``. int8_reference: Keras models to compare the int8 model with instead
-    of the float TFLite (the QAT model; then no float file is written).
+    of the float TFLite (the QAT model; then no float file is written). float_layers: see
+    ``convert``. Parity runs on the frames put on the uint8 grid (``on_uint8_grid``).
     Returns {"files": {...}, "parity": {...}, "failures": [...]}.
     """
     kind = "ensemble" if len(members) > 1 else "single"
     image_size = int(frames["image"].shape[1])
-    images = frames["image"]
+    images = on_uint8_grid(frames["image"])
     module = ExportModule(members, image_size)
     with tempfile.TemporaryDirectory() as saved_dir:
         save_module(module, saved_dir)
         float_bytes = convert(saved_dir) if int8_reference is None else None
-        int8_bytes = convert(saved_dir, quantize, representative)
+        if int8_reference is None:
+            int8_bytes = convert(saved_dir, quantize, representative, float_layers)
+        else:
+            int8_bytes = convert_qat(saved_dir)
     result = {"files": {}, "parity": {}, "failures": []}
     candidates = {}
     if float_bytes is not None:
@@ -430,6 +505,8 @@ def export_model(
         reference = keras_outputs(int8_reference, images)
     int8_out = run_tflite(int8_bytes, images)
     figures = {"quantize": quantize, **int8_parity(int8_out, reference)}
+    if quantize == "float_post":
+        figures["float_layers"] = list(float_layers)
     candidates[f"{name}_int8"] = (int8_bytes, int8_out, figures)
     for model_name, (content, outputs, figures) in candidates.items():
         check_signature(content, kind)
@@ -461,11 +538,13 @@ def export_run(
     quantize: str = "float_post",
     validation_frames: int = VALIDATION_FRAMES,
     qat_steps: int | None = None,
+    float_layers: tuple[str, ...] = FLOAT_LAYERS,
 ) -> dict:
     """Export the final generation's student (member 0) and ensemble of a finished run.
 
     Writes the .tflite files, their metadata and ``parity.json`` into ``out_dir`` (default
-    ``<workdir>/export``). Raises ExportError naming every model that missed a parity target
+    ``<workdir>/export``). float_layers: the members' layers kept float in the int8 models
+    (see ``convert``; e.g. ``FLOAT_LAYERS + BACKBONE_LAYERS[:5]``). Raises ExportError naming every model that missed a parity target
     (after writing the others and parity.json) unless ``allow_degraded``.
     Returns {"out_dir", "files": {name: path}, "parity": {name: figures}, "failures": [...]}.
     """
@@ -481,7 +560,11 @@ def export_run(
     frames = load_frames(splits["validation"], image_size, validation_frames)
     representative = load_frames(splits["train"], image_size, representative_frames)["image"]
     common = dict(
-        frames=frames, representative=representative, quantize=quantize, allow_degraded=allow_degraded
+        frames=frames,
+        representative=representative,
+        quantize=quantize,
+        allow_degraded=allow_degraded,
+        float_layers=tuple(float_layers),
     )
     results = [export_model(members[:1], "student", out_dir, **common)]
     if len(members) > 1:
@@ -561,9 +644,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--representative_frames", type=int, default=200)
     parser.add_argument("--validation_frames", type=int, default=VALIDATION_FRAMES)
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="float_post")
+    parser.add_argument(
+        "--float_backbone",
+        type=int,
+        default=0,
+        help=f"also keep the first K backbone stages float ({', '.join(BACKBONE_LAYERS)})",
+    )
     args = parser.parse_args(argv)
     if not os.path.exists(os.path.join(args.workdir, "config.json")):
         parser.error(f"{args.workdir} holds no config.json (not a training run)")
+    if not 0 <= args.float_backbone <= len(BACKBONE_LAYERS):
+        parser.error(f"--float_backbone must be in 0..{len(BACKBONE_LAYERS)}, got {args.float_backbone}")
     if args.qat_epochs < 0:
         parser.error(f"--qat_epochs must be >= 0, got {args.qat_epochs}")
     logging.set_verbosity(logging.WARNING)
@@ -576,6 +667,7 @@ def main(argv: list[str] | None = None) -> dict:
             representative_frames=args.representative_frames,
             quantize=args.quantize,
             validation_frames=args.validation_frames,
+            float_layers=FLOAT_LAYERS + BACKBONE_LAYERS[: args.float_backbone],
         )
     except (ExportError, ConfigError, FileNotFoundError) as err:
         raise SystemExit(f"export failed: {err}") from None

@@ -270,3 +270,45 @@ def test_qat_builds_and_converts(exported, tmp_path):
     runner = Interpreter(model_path=path).get_signature_runner()
     assert set(runner.get_output_details()) == set(export.SINGLE_OUTPUTS)
     assert 0.0 <= result["parity"]["student_qat_int8"]["expr_top1_agreement"] <= 1.0
+
+
+def test_float_layers_are_float_and_backbone_is_int8(exported):
+    """The deny-listed heads run in float, the backbone convs in int8, and no LOGISTIC/SOFTMAX
+    (whose outputs the quantizer rounds to int8 even when deny-listed) is left in the graph."""
+    with open(os.path.join(exported["out_dir"], "student_int8.tflite"), "rb") as f:
+        ops = export.op_dtypes(f.read())
+    heads = [
+        (op, dtype)
+        for op, name, dtype in ops
+        if op == "FULLY_CONNECTED" and {"expr", "au", "va_logits"} & set(name.replace(";", "/").split("/"))
+    ]
+    assert len(heads) == 3 and all(dtype == "float32" for _, dtype in heads)
+    convs = [dtype for op, _, dtype in ops if op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert convs and all(dtype == "int8" for dtype in convs)
+    assert not {op for op, _, _ in ops} & {"LOGISTIC", "SOFTMAX"}
+    assert [op for op, _, dtype in ops if dtype == "int8"][0] == "QUANTIZE"  # uint8 input -> int8
+
+
+def test_float_nodes_matches_layer_names_and_prefixes(monkeypatch):
+    import types
+
+    names = [
+        "member0/emenet_small/stem_relu/Relu6;member0/emenet_small/stem_bn/FusedBatchNormV3",
+        "member0/emenet_small/block0_0_dw_relu/Relu6",
+        "member0/emenet_small/embedding/MatMul;member0/emenet_small/embedding_bn/batchnorm/mul_1",
+        "member0/emenet_small/expr/MatMul;member0/emenet_small/expr/BiasAdd",
+        "member0/emenet_small/expression_x/MatMul",  # "expression" is not the layer "expr"
+        "Exp_1",
+    ]
+    fake = types.SimpleNamespace(
+        get_tensor_details=lambda: [{"name": n} for n in names],
+        _get_ops_details=lambda: [{"outputs": [i]} for i in range(len(names))],
+    )
+    monkeypatch.setattr(export, "Interpreter", lambda model_content: fake)
+    assert export.float_nodes(b"", ("expr",)) == [names[3], names[5]]
+    assert export.float_nodes(b"", ("stem", "block0", "embedding")) == names[:3] + [names[5]]
+
+
+def test_on_uint8_grid():
+    x = np.array([0.0, 0.31, 0.6, 1.0, 1.2, -0.1], np.float32)  # 0.31 * 255 = 79.05, 0.6 * 255 = 153
+    np.testing.assert_allclose(export.on_uint8_grid(x) * 255, [0, 79, 153, 255, 255, 0], atol=1e-4)
