@@ -37,7 +37,10 @@ flags.DEFINE_float("va_weight", 1.0, "Weight of the VA loss.")
 flags.DEFINE_float("va_ccc_weight", 1.0, "Weight of 1 - CCC inside the VA loss.")
 flags.DEFINE_float("va_ce_weight", 1.0, "Weight of the bin cross-entropy inside the VA loss.")
 flags.DEFINE_float(
-    "class_weight_power", 1.0, "Class weights = (inverse frequency)^power: 1 the paper's, 0.5 sqrt, 0 none."
+    "class_weight_power",
+    0.0,
+    "Class weights = (inverse frequency)^power: 1 the paper's, 0.5 sqrt, 0 none (default: weighted "
+    "cross-entropy is minimised by p_k ~ w_k q_k, which miscalibrates every model and its students).",
 )
 flags.DEFINE_float(
     "hard_label_weight", 0.0, "Students: weight of the ground-truth losses added to distillation."

@@ -36,7 +36,7 @@ class TrainConfig:
     va_weight: float = 1.0
     va_ccc_weight: float = 1.0
     va_ce_weight: float = 1.0
-    class_weight_power: float = 1.0  # 1 inverse frequency (paper), 0.5 square root, 0 none
+    class_weight_power: float = 0.0  # 1 inverse frequency (paper), 0.5 square root, 0 none
     hard_label_weight: float = 0.0
     skip_bad_labels: bool = False
     backbone_weights: str | None = None

@@ -58,6 +58,9 @@ FLOAT_LAYERS = ("au_hidden", "expr_hidden", "va_hidden", "au", "expr", "va_logit
 # The backbone layers, input to output: float_layers=FLOAT_LAYERS + BACKBONE_LAYERS[:k] keeps the
 # first k stages float too (the measured trade-off is in docs/ARCHITECTURE.md / the report).
 BACKBONE_LAYERS = ("stem", "block0", "block1", "block2", "block3", "last", "pool", "embedding")
+# At most this many leading stages are kept float by the parity search: the rest (the widest conv
+# and the embedding) stays int8 whatever happens, so the int8 file never silently becomes float.
+FLOAT_BACKBONE_MAX = 5
 EXPR_COVERAGE = 0.8  # expr_entropy threshold: accept the 80% most certain validation predictions
 OOD_QUANTILE = 0.95  # ood_epistemic threshold: ~5% false OOD alarms on in-domain validation
 MARGIN_EPS = 0.05  # top-1 agreement is also reported where the float top-1 margin exceeds this
@@ -474,8 +477,13 @@ def export_model(
     allow_degraded: bool = False,
     int8_reference: list | None = None,
     float_layers: tuple[str, ...] = FLOAT_LAYERS,
+    float_backbone_max: int = 0,
 ) -> dict:
     """Convert one model (1 member) or ensemble (M) to ``<name>_float32`` and ``<name>_int8`` .tflite.
+
+    float_backbone_max: when the int8 model misses a parity target, keep the first 1, 2, ... up
+    to this many backbone stages (``BACKBONE_LAYERS``) float as well, and take the first that
+    meets every target (the figures record which layers stayed float).
 
     Writes each file (atomically, metadata JSON beside it) only if it meets its parity targets
     or ``allow_degraded``. int8_reference: Keras models to compare the int8 model with instead
@@ -487,26 +495,23 @@ def export_model(
     image_size = int(frames["image"].shape[1])
     images = on_uint8_grid(frames["image"])
     module = ExportModule(members, image_size)
-    with tempfile.TemporaryDirectory() as saved_dir:
-        save_module(module, saved_dir)
-        float_bytes = convert(saved_dir) if int8_reference is None else None
-        if int8_reference is None:
-            int8_bytes = convert(saved_dir, quantize, representative, float_layers)
-        else:
-            int8_bytes = convert_qat(saved_dir)
     result = {"files": {}, "parity": {}, "failures": []}
     candidates = {}
-    if float_bytes is not None:
-        float_out = run_tflite(float_bytes, images)
-        figures = float_parity(float_out, keras_outputs(members, images))
-        candidates[f"{name}_float32"] = (float_bytes, float_out, figures)
-        reference = float_out
-    else:
-        reference = keras_outputs(int8_reference, images)
-    int8_out = run_tflite(int8_bytes, images)
-    figures = {"quantize": quantize, **int8_parity(int8_out, reference)}
-    if quantize == "float_post":
-        figures["float_layers"] = list(float_layers)
+    with tempfile.TemporaryDirectory() as saved_dir:
+        save_module(module, saved_dir)
+        if int8_reference is None:
+            float_bytes = convert(saved_dir)
+            reference = run_tflite(float_bytes, images)
+            figures = float_parity(reference, keras_outputs(members, images))
+            candidates[f"{name}_float32"] = (float_bytes, reference, figures)
+            int8_bytes, int8_out, figures = _int8_within_targets(
+                saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
+            )
+        else:
+            reference = keras_outputs(int8_reference, images)
+            int8_bytes = convert_qat(saved_dir)
+            int8_out = run_tflite(int8_bytes, images)
+            figures = {"quantize": quantize, **int8_parity(int8_out, reference)}
     candidates[f"{name}_int8"] = (int8_bytes, int8_out, figures)
     for model_name, (content, outputs, figures) in candidates.items():
         check_signature(content, kind)
@@ -529,6 +534,23 @@ def export_model(
     return result
 
 
+def _int8_within_targets(
+    saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
+):
+    """int8 conversion with the fewest leading backbone stages float that meets the targets."""
+    for k in range(0, float_backbone_max + 1 if quantize == "float_post" else 1):
+        layers = tuple(float_layers) + BACKBONE_LAYERS[:k]
+        content = convert(saved_dir, quantize, representative, layers)
+        outputs = run_tflite(content, images)
+        figures = {"quantize": quantize, **int8_parity(outputs, reference)}
+        if quantize == "float_post":
+            figures["float_layers"] = list(layers)
+        if not parity_failures(figures):
+            break
+        print(f"int8 with float layers {list(layers)} misses: {parity_failures(figures)}", flush=True)
+    return content, outputs, figures
+
+
 def export_run(
     workdir: str,
     out_dir: str | None = None,
@@ -539,8 +561,12 @@ def export_run(
     validation_frames: int = VALIDATION_FRAMES,
     qat_steps: int | None = None,
     float_layers: tuple[str, ...] = FLOAT_LAYERS,
+    float_backbone_max: int = FLOAT_BACKBONE_MAX,
 ) -> dict:
     """Export the final generation's student (member 0) and ensemble of a finished run.
+
+    An int8 model that misses a parity target is converted again with its first 1, 2, ... up to
+    ``float_backbone_max`` backbone stages kept float (see ``export_model``).
 
     Writes the .tflite files, their metadata and ``parity.json`` into ``out_dir`` (default
     ``<workdir>/export``). float_layers: the members' layers kept float in the int8 models
@@ -565,6 +591,7 @@ def export_run(
         quantize=quantize,
         allow_degraded=allow_degraded,
         float_layers=tuple(float_layers),
+        float_backbone_max=float_backbone_max,
     )
     results = [export_model(members[:1], "student", out_dir, **common)]
     if len(members) > 1:
@@ -650,6 +677,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=0,
         help=f"also keep the first K backbone stages float ({', '.join(BACKBONE_LAYERS)})",
     )
+    parser.add_argument(
+        "--float_backbone_max",
+        type=int,
+        default=FLOAT_BACKBONE_MAX,
+        help="if int8 misses a parity target, keep up to this many more leading stages float",
+    )
     args = parser.parse_args(argv)
     if not os.path.exists(os.path.join(args.workdir, "config.json")):
         parser.error(f"{args.workdir} holds no config.json (not a training run)")
@@ -668,6 +701,7 @@ def main(argv: list[str] | None = None) -> dict:
             quantize=args.quantize,
             validation_frames=args.validation_frames,
             float_layers=FLOAT_LAYERS + BACKBONE_LAYERS[: args.float_backbone],
+            float_backbone_max=args.float_backbone_max,
         )
     except (ExportError, ConfigError, FileNotFoundError) as err:
         raise SystemExit(f"export failed: {err}") from None

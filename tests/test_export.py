@@ -22,7 +22,7 @@ def exported(tiny_run, tmp_path_factory):
     """export_run on the tiny run (degraded allowed: 2 training steps leave near-tie predictions)."""
     out_dir = str(tmp_path_factory.mktemp("export"))
     summary = export.export_run(
-        tiny_run.workdir, out_dir=out_dir, allow_degraded=True, representative_frames=32
+        tiny_run.workdir, out_dir=out_dir, allow_degraded=True, representative_frames=32, float_backbone_max=0
     )
     splits = affwild2.load_splits(tiny_run.data_dir)
     frames = export.load_frames(splits["validation"], resolved_image_size(tiny_run), 24)
@@ -312,3 +312,21 @@ def test_float_nodes_matches_layer_names_and_prefixes(monkeypatch):
 def test_on_uint8_grid():
     x = np.array([0.0, 0.31, 0.6, 1.0, 1.2, -0.1], np.float32)  # 0.31 * 255 = 79.05, 0.6 * 255 = 153
     np.testing.assert_allclose(export.on_uint8_grid(x) * 255, [0, 79, 153, 255, 255, 0], atol=1e-4)
+
+
+def test_parity_search_keeps_leading_stages_float_only_while_targets_are_missed(
+    exported, tmp_path, monkeypatch
+):
+    cfg = exported["cfg"]
+    member = load_member(cfg, cfg.generations - 1, 0)
+    frames, rep = exported["frames"], exported["frames"]["image"][:8]
+    monkeypatch.setitem(export.TARGETS, "expr_top1_agreement", 1.01)  # never met: the search goes to its end
+    missed = export.export_model([member], "student", str(tmp_path / "a"), frames, rep, float_backbone_max=2)
+    assert missed["parity"]["student_int8"]["float_layers"] == list(export.FLOAT_LAYERS) + ["stem", "block0"]
+    assert missed["failures"]
+    for key in ("expr_top1_agreement", "au_decision_agreement"):
+        monkeypatch.setitem(export.TARGETS, key, 0.0)  # always met: no stage needs to stay float
+    monkeypatch.setitem(export.TARGETS, "expr_entropy_mean_abs_diff", 1.0)
+    met = export.export_model([member], "student", str(tmp_path / "b"), frames, rep, float_backbone_max=2)
+    assert met["parity"]["student_int8"]["float_layers"] == list(export.FLOAT_LAYERS)
+    assert not met["failures"]
