@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from emenet_tf._keras import tf
@@ -55,12 +53,5 @@ def predict_dataset(models, dataset, passes: int = 1, keep_members: bool = False
 
 
 def _forward(model, images):
-    """Inference call through one tf.function per model (traced once, any batch size)."""
-    fn = _PREDICT_FNS.get(model)
-    if fn is None:
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        _PREDICT_FNS[model] = fn
-    return fn(images)
-
-
-_PREDICT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    """Inference-mode logits through the model's own cached predict function (one trace per model)."""
+    return model.predict_on_batch(images)
