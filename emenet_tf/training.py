@@ -29,7 +29,7 @@ from emenet_tf.errors import ConfigError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import va_bin_centres
-from emenet_tf.models import build_emenet
+from emenet_tf.models import VARIANTS, build_emenet, load_backbone_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,9 +304,8 @@ def train_member(
     with strategy.scope():
         net = build_member_model(cfg, seed=seed)
         if cfg.backbone_weights and state["epoch"] == 0:
-            from emenet_tf.models import load_backbone_weights
-
-            load_backbone_weights(net, cfg.backbone_weights)
+            loaded = load_backbone_weights(net, cfg.backbone_weights)
+            logging.info("loaded %d backbone layers from %s", len(loaded), cfg.backbone_weights)
         setup = LossSetup.from_config(cfg, class_weights, soft=soft_labels is not None)
         trainer = MultitaskTrainer(net, setup)
         trainer.compile(optimizer=make_optimizer(cfg, steps))
@@ -332,8 +331,6 @@ def train_member(
 
 
 def resolved_image_size(cfg: TrainConfig) -> int:
-    from emenet_tf.models import VARIANTS
-
     return cfg.image_size or VARIANTS[cfg.model].image_size
 
 
