@@ -44,7 +44,7 @@ from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import NUM_AU, NUM_EXPR, va_bin_centres, va_bin_edges
-from emenet_tf.uncertainty import bernoulli_entropy, ensemble_uncertainty, normalised_entropy
+from emenet_tf.uncertainty import bernoulli_entropy, ensemble_uncertainty, normalised_entropy, va_expectation
 
 TASKS = ("expr", "au", "va")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -314,7 +314,7 @@ def va_metrics(probs, values, mask) -> dict:
     out = {}
     if rows.sum() > 1:
         p, v, m = probs[rows], values[rows], mask[rows]
-        expect = p @ va_bin_centres(p.shape[-1]).astype(np.float64)
+        expect = va_expectation(p, va_bin_centres(p.shape[-1]))
         keep = m.reshape(-1) > 0
         flat_p = p.reshape(-1, p.shape[-1])[keep]
         flat_y = np.clip(

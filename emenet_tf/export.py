@@ -33,6 +33,7 @@ from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 
 from edge.contract import ENSEMBLE_OUTPUTS, FORMAT, SIGNATURE, SINGLE_OUTPUTS
+from emenet_tf import distributions
 from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline
@@ -93,7 +94,7 @@ def contract_outputs(member_logits: list[dict]) -> dict:
             for task, kind in (("expr", "categorical"), ("au", "bernoulli"), ("va", "categorical"))
         }
     va_probs = parts["va"]["mean_probs"]
-    va_value = tf.reduce_sum(va_probs * tf.constant(va_bin_centres(NUM_VA_BINS)), axis=-1)  # (B, 2)
+    va_value = distributions.va_expectation(va_probs)  # (B, 2)
     va_entropy = parts["va"]["total"]  # (B, 2)
     out = {
         "expr_probs": parts["expr"]["mean_probs"],

@@ -30,6 +30,7 @@ from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import va_bin_centres
 from emenet_tf.models import VARIANTS, build_emenet, load_backbone_weights
+from emenet_tf.uncertainty import va_expectation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +145,7 @@ def abaw_scores(pred: dict) -> dict:
         out["au_score"] = metrics.au_scores(pred["label_au"], pred["au"], mask=au_mask)["score"]
     va_rows = pred["label_va_mask"].min(axis=1) > 0
     if va_rows.sum() > 1:
-        values = (pred["va"] * va_bin_centres(pred["va"].shape[-1])).sum(-1)
+        values = va_expectation(pred["va"], va_bin_centres(pred["va"].shape[-1]))
         out["va_score"] = metrics.va_scores(pred["label_va"][va_rows], values[va_rows])["score"]
     out["score"] = float(sum(out.values()))
     return {k: float(v) for k, v in out.items()}

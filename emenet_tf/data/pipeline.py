@@ -11,7 +11,6 @@ dropped and reported by path (``BadImageLog``); anything the decoder still rejec
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -154,7 +153,3 @@ def make_dataset(
 def steps_per_epoch(index: FrameIndex, batch_size: int) -> int:
     """Full training batches in one pass over the index (at least 1)."""
     return max(1, len(index) // batch_size)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
