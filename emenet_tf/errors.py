@@ -22,3 +22,7 @@ class ConfigError(ValueError):
 
 class ExportError(ValueError):
     """An exported model misses its parity targets (or cannot be exported as the contract says)."""
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked: not a run, an unfinished member, unreadable weights."""

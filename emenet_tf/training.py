@@ -29,7 +29,7 @@ from emenet_tf.errors import ConfigError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import va_bin_centres
-from emenet_tf.models import VARIANTS, build_emenet, load_backbone_weights
+from emenet_tf.models import build_emenet, input_size, load_backbone_weights
 from emenet_tf.uncertainty import va_expectation
 
 
@@ -332,7 +332,7 @@ def train_member(
 
 
 def resolved_image_size(cfg: TrainConfig) -> int:
-    return cfg.image_size or VARIANTS[cfg.model].image_size
+    return input_size(cfg.model, cfg.image_size)
 
 
 def load_member(cfg: TrainConfig, generation: int, member: int, mc_dropout: bool = False) -> keras.Model:

@@ -87,6 +87,11 @@ def get_variant(variant: str) -> VariantSpec:
     return VARIANTS[variant]
 
 
+def input_size(variant: str, image_size: int | None = None) -> int:
+    """The input side a model of ``variant`` is built with: ``image_size``, else the variant's default."""
+    return int(image_size) if image_size else get_variant(variant).image_size
+
+
 def min_image_size(variant: str) -> int:
     """Smallest input size a variant accepts: twice its total stride (a >= 2x2 last feature map)."""
     return 2 * total_stride(get_variant(variant).blocks)

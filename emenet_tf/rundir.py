@@ -1,0 +1,159 @@
+"""The run folder: every path of a training run, what "finished" means, its config and its weights.
+
+A run folder (``--workdir``) holds::
+
+  config.json                  the run's configuration (written first)
+  class_weights.json           loss weights from the training split
+  data_summary.json            what the reader indexed and skipped, per split
+  data/                        the synthetic benchmark, when no --data_dir was given
+  gen<g>/member<k>/            one ensemble member: best.weights.h5, done.json, history.jsonl,
+                               tensorboard/, ckpt/ (while it trains), .lock
+  gen<g>/soft_labels.npz       generation g's mean probabilities over the training frames
+  eval/  export/               evaluate.py's and the exporter's outputs
+
+Every path is resolved from the folder this object is given, never from the ``workdir`` saved in
+config.json, so a moved or copied run evaluates and exports from any current directory.
+A member is finished when its ``done.json`` exists: it is written last, after the best weights,
+so a member killed at any moment is never taken for finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from emenet_tf.config import TrainConfig
+from emenet_tf.errors import RunError
+
+CONFIG = "config.json"
+CLASS_WEIGHTS = "class_weights.json"
+DATA_SUMMARY = "data_summary.json"
+DATA = "data"
+EVAL = "eval"
+EXPORT = "export"
+BEST_WEIGHTS = "best.weights.h5"
+DONE = "done.json"
+HISTORY = "history.jsonl"
+TENSORBOARD = "tensorboard"
+CHECKPOINTS = "ckpt"
+SOFT_LABELS = "soft_labels.npz"
+LOCK = ".lock"
+TEMPORARY_PREFIX = ".tmp-"  # io.atomic_path's temporaries: never read, removed on resume
+
+
+class RunDir:
+    """The paths of one run folder, resolved from ``root`` (made absolute once, here)."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(os.fspath(root))
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.root!r})"
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    # ------------------------------------------------------------ run-level files
+
+    @property
+    def config_path(self) -> str:
+        return self.path(CONFIG)
+
+    @property
+    def class_weights_path(self) -> str:
+        return self.path(CLASS_WEIGHTS)
+
+    @property
+    def data_summary_path(self) -> str:
+        return self.path(DATA_SUMMARY)
+
+    @property
+    def eval_dir(self) -> str:
+        return self.path(EVAL)
+
+    @property
+    def export_dir(self) -> str:
+        return self.path(EXPORT)
+
+    @property
+    def lock_path(self) -> str:
+        return self.path(LOCK)
+
+    def data_dir(self, cfg: TrainConfig) -> str:
+        """The data the run trains on: ``--data_dir``, else the synthetic benchmark inside the run."""
+        return cfg.data_dir if cfg.data_dir else self.path(DATA)
+
+    # ------------------------------------------------------------ generations and members
+
+    def generation_dir(self, generation: int) -> str:
+        return self.path(f"gen{generation}")
+
+    def soft_labels_path(self, generation: int) -> str:
+        return os.path.join(self.generation_dir(generation), SOFT_LABELS)
+
+    def member_dir(self, generation: int, member: int) -> str:
+        return os.path.join(self.generation_dir(generation), f"member{member}")
+
+    def member_file(self, generation: int, member: int, name: str) -> str:
+        return os.path.join(self.member_dir(generation, member), name)
+
+    def best_weights_path(self, generation: int, member: int) -> str:
+        return self.member_file(generation, member, BEST_WEIGHTS)
+
+    def done_path(self, generation: int, member: int) -> str:
+        return self.member_file(generation, member, DONE)
+
+    def is_done(self, generation: int, member: int) -> bool:
+        """The member finished training: its done.json exists (written after its best weights)."""
+        return os.path.isfile(self.done_path(generation, member))
+
+    def generation_done(self, cfg: TrainConfig, generation: int) -> bool:
+        return all(self.is_done(generation, k) for k in range(cfg.ensemble_size))
+
+    def finished_generations(self, cfg: TrainConfig) -> int:
+        """How many leading generations have every member finished (0..cfg.generations)."""
+        for generation in range(cfg.generations):
+            if not self.generation_done(cfg, generation):
+                return generation
+        return cfg.generations
+
+    def unfinished_members(self, cfg: TrainConfig, generation: int) -> list[str]:
+        return [
+            self.member_dir(generation, k)
+            for k in range(cfg.ensemble_size)
+            if not self.is_done(generation, k)
+        ]
+
+    # ------------------------------------------------------------ reading a run
+
+    def load_config(self) -> TrainConfig:
+        """The saved configuration, with ``workdir`` set to this folder (wherever it was trained)."""
+        if not os.path.isfile(self.config_path):
+            raise RunError(f"{self.root}: no {CONFIG}: not a training run folder (run train.py first)")
+        try:
+            cfg = TrainConfig.load(self.config_path)
+        except (ValueError, TypeError, OSError) as err:
+            raise RunError(f"{self.config_path}: unreadable run configuration ({err})") from None
+        return dataclasses.replace(cfg, workdir=self.root)
+
+    def load_member(self, cfg: TrainConfig, generation: int, member: int, mc_dropout: bool = False):
+        """A finished member's best weights in a fresh model (optionally with MC Dropout active).
+
+        Raises RunError naming the member when it is not finished, or the file when its weights
+        cannot be read (truncated, not HDF5, another architecture).
+        """
+        if not self.is_done(generation, member):
+            raise RunError(
+                f"{self.member_dir(generation, member)}: generation {generation} member {member} has not "
+                f"finished training (no {DONE}); run train.py on this folder to finish it"
+            )
+        from emenet_tf.models import build_emenet
+
+        path = self.best_weights_path(generation, member)
+        net = build_emenet(cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout)
+        try:
+            net.load_weights(path)
+        except (OSError, ValueError, KeyError) as err:
+            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            raise RunError(f"{path}: cannot read the member's weights ({reason})") from None
+        return net
