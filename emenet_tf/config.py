@@ -1,85 +1,162 @@
-"""Run configuration: frozen, validated dataclasses saved as config.json in every run."""
+"""Run configuration: one frozen, validated dataclass, the one source of every training default.
+
+``train.py``'s flags are derived from these fields (``emenet_tf.cli.flags``): the field's default
+is the flag's default and its ``help`` metadata the flag's help, so the two never disagree.
+A run saves its configuration as ``config.json``; a rerun on the same folder must agree with it
+in every field that changes what was trained (``RESUMABLE`` lists the ones that may differ).
+
+Presets (``--preset``) replace some defaults at once; flags given explicitly still win:
+  demo   the CPU demo (the defaults below): ~10 minutes on 2 cores
+  paper  the paper's settings: MobileFaceNet-sized model at 112 px, 5 members, 10 epochs,
+         Adam 1e-3 x0.1 every 3 epochs, inverse-frequency class weights, generation-3 students
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import math
 
 from emenet_tf.errors import ConfigError
 from emenet_tf.io import atomic_write_text
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+MAX_SEED = 2**31 - 1
+
+
+def _field(default, help: str, **choices):
+    """A config field with its flag help (and, for strings, the allowed values)."""
+    return dataclasses.field(default=default, metadata={"help": help, **choices})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run (all generations, all members) depends on."""
 
-    workdir: str
-    data_dir: str | None = None  # None: the synthetic benchmark generated into workdir/data
-    model: str = "small"
-    image_size: int | None = None  # None: the variant's default
-    dropout: float = 0.5
-    ensemble_size: int = 5
-    generations: int = 1
-    member: int | None = None  # train only this member of each generation
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    lr_decay_epochs: int = 3
-    lr_decay_factor: float = 0.1
-    seed: int = 0
-    augment: bool = True
-    au_weight: float = 1.0
-    expr_weight: float = 1.0
-    va_weight: float = 1.0
-    va_ccc_weight: float = 1.0
-    va_ce_weight: float = 1.0
-    class_weight_power: float = 0.0  # 1 inverse frequency (paper), 0.5 square root, 0 none
-    hard_label_weight: float = 0.0
-    skip_bad_labels: bool = False
-    backbone_weights: str | None = None
-    strategy: str = "default"
-    mixed_precision: bool = False
-    steps_per_epoch: int | None = None  # cap (tests, quick looks); None: one pass over the data
-    verbose: int = 1
-    synthetic: dict = dataclasses.field(default_factory=dict)  # generator arguments
+    workdir: str = _field("runs/default", "Where checkpoints, soft labels, metrics and exports go.")
+    data_dir: str | None = _field(
+        None, "Aff-Wild2 root (cropped_aligned/, annotations/). Default: the synthetic benchmark."
+    )
+    preset: str = _field("demo", "Named defaults: demo (CPU demo) or paper (the paper's settings).")
+    model: str = _field("small", "EMENet variant: small (CPU demo, 64x64), full (112x112) or tiny (tests).")
+    image_size: int | None = _field(None, "Input side in pixels (default: the variant's).")
+    dropout: float = _field(0.5, "Dropout rate before the heads (MC Dropout uses it too).")
+    ensemble_size: int = _field(3, "Members per generation (the paper: 5).")
+    generations: int = _field(3, "Generations: 1 = the generation-0 ensemble only.")
+    member: int | None = _field(None, "Train only this member of each generation (parallel jobs).")
+    epochs: int = _field(6, "Epochs per member (the paper: 10).")
+    batch_size: int = _field(64, "Batch size.")
+    learning_rate: float = _field(3e-3, "Adam learning rate (the paper: 1e-3).")
+    lr_decay_epochs: int = _field(
+        4, "Multiply the learning rate by --lr_decay_factor every this many epochs (the paper: 3)."
+    )
+    lr_decay_factor: float = _field(0.1, "Step decay factor.")
+    seed: int = _field(0, "Base seed: member k of generation g uses seed + k + 1000 g.")
+    augment: bool = _field(True, "Flip and colour jitter during training.")
+    au_weight: float = _field(1.0, "Weight of the AU loss.")
+    expr_weight: float = _field(1.0, "Weight of the EXPR loss.")
+    va_weight: float = _field(1.0, "Weight of the VA loss.")
+    va_ccc_weight: float = _field(1.0, "Weight of 1 - CCC inside the VA loss.")
+    va_ce_weight: float = _field(1.0, "Weight of the bin cross-entropy inside the VA loss.")
+    class_weight_power: float = _field(
+        0.0,
+        "Class weights = (inverse frequency)^power: 1 the paper's, 0.5 sqrt, 0 none (default: weighted "
+        "cross-entropy is minimised by p_k ~ w_k q_k, which miscalibrates every model and its students).",
+    )
+    hard_label_weight: float = _field(
+        0.0, "Students: weight of the ground-truth losses added to distillation."
+    )
+    skip_bad_labels: bool = _field(False, "Skip malformed annotation lines (counted) instead of failing.")
+    backbone_weights: str | None = _field(None, "Start the backbone from these saved weights (.h5).")
+    strategy: str = _field("default", "tf.distribute strategy.", choices=STRATEGIES)
+    mixed_precision: bool = _field(False, "mixed_float16 compute (for GPUs).")
+    steps_per_epoch: int | None = _field(None, "Cap on steps per epoch (quick runs).")
+    verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+    synthetic_seed: int = _field(0, "Seed of the generated synthetic benchmark.")
+    synthetic_train_videos: int | None = _field(
+        None, "Synthetic benchmark: training videos (default: the generator's)."
+    )
+    synthetic_val_videos: int | None = _field(
+        None, "Synthetic benchmark: validation videos (default: the generator's)."
+    )
+    synthetic_frames_per_video: int | None = _field(
+        None, "Synthetic benchmark: frames per video (default: the generator's)."
+    )
 
     def __post_init__(self):
-        checks = [
-            (self.ensemble_size >= 1, f"--ensemble_size must be >= 1, got {self.ensemble_size}"),
-            (self.generations >= 1, f"--generations must be >= 1, got {self.generations}"),
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}"),
-            (self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}"),
-            (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (self.lr_decay_epochs >= 1, f"--lr_decay_epochs must be >= 1, got {self.lr_decay_epochs}"),
-            (self.strategy in STRATEGIES, f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}"),
-            (
-                0.0 <= self.class_weight_power <= 1.0,
-                f"--class_weight_power must be in [0, 1], got {self.class_weight_power}",
-            ),
-            (self.hard_label_weight >= 0, f"--hard_label_weight must be >= 0, got {self.hard_label_weight}"),
-            (
-                self.member is None or 0 <= self.member < self.ensemble_size,
-                f"--member must be in [0, {self.ensemble_size}), got {self.member}",
-            ),
-            (
-                self.steps_per_epoch is None or self.steps_per_epoch >= 1,
-                f"--steps_per_epoch must be >= 1, got {self.steps_per_epoch}",
-            ),
-        ]
-        for ok, message in checks:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{f.name} must be a finite number, got {value}")
+        for ok, message in self._checks():
             if not ok:
                 raise ConfigError(message)
+
+    def _checks(self):
+        positive = ("ensemble_size", "generations", "epochs", "batch_size", "lr_decay_epochs")
+        yield from ((getattr(self, n) >= 1, f"--{n} must be >= 1, got {getattr(self, n)}") for n in positive)
+        optional_positive = (
+            "steps_per_epoch",
+            "image_size",
+            "synthetic_train_videos",
+            "synthetic_val_videos",
+            "synthetic_frames_per_video",
+        )
+        for n in optional_positive:
+            value = getattr(self, n)
+            yield value is None or value >= 1, f"--{n} must be >= 1, got {value}"
+        weights = (
+            "au_weight",
+            "expr_weight",
+            "va_weight",
+            "va_ccc_weight",
+            "va_ce_weight",
+            "hard_label_weight",
+        )
+        yield from ((getattr(self, n) >= 0, f"--{n} must be >= 0, got {getattr(self, n)}") for n in weights)
+        yield (
+            self.au_weight + self.expr_weight + self.va_weight > 0,
+            "--au_weight, --expr_weight and --va_weight are all 0: nothing would be trained",
+        )
+        yield self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}"
+        yield (
+            0 < self.lr_decay_factor <= 1,
+            f"--lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}",
+        )
+        yield 0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"
+        for n in ("seed", "synthetic_seed"):
+            value = getattr(self, n)
+            yield 0 <= value <= MAX_SEED, f"--{n} must be in [0, {MAX_SEED}], got {value}"
+        yield self.strategy in STRATEGIES, f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+        yield self.preset in PRESETS, f"--preset must be one of {tuple(PRESETS)}, got {self.preset!r}"
+        yield (
+            0.0 <= self.class_weight_power <= 1.0,
+            f"--class_weight_power must be in [0, 1], got {self.class_weight_power}",
+        )
+        yield (
+            self.member is None or 0 <= self.member < self.ensemble_size,
+            f"--member must be in [0, {self.ensemble_size}), got {self.member}",
+        )
+        yield self.verbose in (0, 1, 2), f"--verbose must be 0, 1 or 2, got {self.verbose}"
 
     def member_seed(self, generation: int, member: int) -> int:
         """Seed of one member: seed + member, shifted per generation so students differ from teachers."""
         return self.seed + member + 1000 * generation
 
+    def synthetic_args(self) -> dict:
+        """Keyword arguments of ``synthetic.generate`` (sizes left unset take the generator's defaults)."""
+        args = {"seed": self.synthetic_seed}
+        for name in ("train_videos", "val_videos", "frames_per_video"):
+            value = getattr(self, f"synthetic_{name}")
+            if value is not None:
+                args[name] = value
+        return args
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def save(self, path: str) -> None:
         atomic_write_text(path, self.to_json() + "\n")
@@ -88,8 +165,59 @@ class TrainConfig:
     def load(cls, path: str) -> TrainConfig:
         with open(path) as f:
             values = json.load(f)
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a JSON object, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    def resolved_data_dir(self) -> str:
-        return self.data_dir if self.data_dir else os.path.join(self.workdir, "data")
+
+# Fields a rerun on an existing run folder may change: they do not change what was trained.
+# generations: a run may be extended (or stopped earlier) by generations.
+RESUMABLE = ("workdir", "member", "verbose", "strategy", "generations")
+
+PRESETS = {
+    "demo": {},
+    "paper": {
+        "model": "full",
+        "ensemble_size": 5,
+        "generations": 4,
+        "epochs": 10,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "lr_decay_epochs": 3,
+        "lr_decay_factor": 0.1,
+        "dropout": 0.5,
+        "class_weight_power": 1.0,
+        "hard_label_weight": 0.0,
+    },
+}
+
+
+def field_defaults() -> dict:
+    """{field name: default} of TrainConfig (the flags' defaults)."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def make_config(preset: str = "demo", **explicit) -> TrainConfig:
+    """A config from a preset's values, overridden by ``explicit`` values (e.g. flags given)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    return TrainConfig(**{**PRESETS[preset], **explicit, "preset": preset})
+
+
+def differences(saved: dict, cfg: TrainConfig) -> dict:
+    """{field: (saved value, new value)} for fields outside RESUMABLE whose values differ.
+
+    A field missing from ``saved`` (a config.json written by an older version) counts as its
+    default.
+    """
+    defaults = field_defaults()
+    new = cfg.to_dict()
+    out = {}
+    for name, value in new.items():
+        if name in RESUMABLE:
+            continue
+        old = saved.get(name, defaults[name])
+        if old != value:
+            out[name] = (old, value)
+    return out

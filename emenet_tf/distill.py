@@ -13,19 +13,18 @@ import os
 import numpy as np
 from absl import logging
 
+from emenet_tf import locks
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import DataError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_save_npz
-from emenet_tf.training import is_done, load_member, make_strategy, resolved_image_size, train_member
+from emenet_tf.models import input_size
+from emenet_tf.rundir import RunDir
+from emenet_tf.training import make_strategy, remove_stale_temporaries, train_member
 
 TASKS = ("au", "expr", "va")
-
-
-def soft_labels_path(cfg: TrainConfig, generation: int) -> str:
-    return os.path.join(cfg.workdir, f"gen{generation}", "soft_labels.npz")
 
 
 def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int) -> dict:
@@ -50,17 +49,26 @@ def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_siz
 
 
 def make_soft_labels(cfg: TrainConfig, generation: int, train_index: FrameIndex) -> dict:
-    """Compute (or load, if already stored for these frames) generation ``generation``'s soft labels."""
-    path = soft_labels_path(cfg, generation)
-    if os.path.exists(path):
-        return load_soft_labels(path, train_index)
-    models = [load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
-    probs = ensemble_probabilities(models, train_index, resolved_image_size(cfg), cfg.batch_size)
-    missing = int((~probs["predicted"]).sum())
-    if missing:
-        logging.warning("soft labels: %d frames had unreadable images and got uniform labels", missing)
-    atomic_save_npz(path, keys=train_index.keys(), **{t: probs[t] for t in TASKS})
-    logging.info("wrote %s (%d frames, ensemble of %d)", path, len(train_index), len(models))
+    """Compute (or load, if already stored for these frames) generation ``generation``'s soft labels.
+
+    Parallel ``--member`` jobs of the next generation all need them: the first computes them
+    under the generation's lock, the others wait for it and load the file.
+    """
+    run = RunDir(cfg.workdir)
+    path = run.soft_labels_path(generation)
+    folder = run.generation_dir(generation)
+    with locks.hold(os.path.join(folder, ".soft_labels.lock"), f"{path}", wait=True):
+        if os.path.exists(path):
+            return load_soft_labels(path, train_index)
+        remove_stale_temporaries(folder)
+        models = [run.load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
+        size = input_size(cfg.model, cfg.image_size)
+        probs = ensemble_probabilities(models, train_index, size, cfg.batch_size)
+        missing = int((~probs["predicted"]).sum())
+        if missing:
+            logging.warning("soft labels: %d frames had unreadable images and got uniform labels", missing)
+        atomic_save_npz(path, keys=train_index.keys(), **{t: probs[t] for t in TASKS})
+        logging.info("wrote %s (%d frames, ensemble of %d)", path, len(train_index), len(models))
     return {t: probs[t] for t in TASKS}
 
 
@@ -85,11 +93,12 @@ def run_generations(
     cfg: TrainConfig, train_index: FrameIndex, val_index: FrameIndex | None, class_weights: dict
 ) -> int:
     """Train every generation (resuming what exists); return the number of complete generations."""
+    run = RunDir(cfg.workdir)
     strategy = None
     for generation in range(cfg.generations):
         soft = None
         if generation > 0:
-            if not all(is_done(cfg, generation - 1, k) for k in range(cfg.ensemble_size)):
+            if not run.generation_done(cfg, generation - 1):
                 logging.warning(
                     "generation %d needs all %d members of generation %d; run the other members first",
                     generation,
@@ -100,7 +109,7 @@ def run_generations(
             soft = make_soft_labels(cfg, generation - 1, train_index)
         for member in members_to_train(cfg):
             logging.info("generation %d member %d", generation, member)
-            if strategy is None and not is_done(cfg, generation, member):
+            if strategy is None and not run.is_done(generation, member):
                 strategy = make_strategy(cfg.strategy)
             train_member(cfg, generation, member, train_index, val_index, class_weights, soft, strategy)
     return cfg.generations

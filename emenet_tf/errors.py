@@ -26,3 +26,11 @@ class ExportError(ValueError):
 
 class RunError(ValueError):
     """A run folder that cannot be used as asked: not a run, an unfinished member, unreadable weights."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on as configured (a non-finite loss, nothing worth keeping)."""
+
+
+class WriteError(RunError):
+    """A file that matters could not be written (disk full, no permission); names the path."""

@@ -25,7 +25,6 @@ averaged; AU per decision; VA over the bin distributions) and the Bayes limits.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import math
 import os
@@ -40,10 +39,12 @@ from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline, synthetic
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.errors import ConfigError, DataError
+from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import NUM_AU, NUM_EXPR, va_bin_centres, va_bin_edges
+from emenet_tf.models import input_size
+from emenet_tf.rundir import RunDir
 from emenet_tf.uncertainty import bernoulli_entropy, ensemble_uncertainty, normalised_entropy, va_expectation
 
 TASKS = ("expr", "au", "va")
@@ -53,32 +54,19 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # ---------------------------------------------------------------- inputs
 
 
-def load_config(workdir: str) -> TrainConfig:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise DataError("no config.json: not a training run directory (run train.py first)", path=workdir)
-    try:
-        return TrainConfig.load(path)
-    except (ValueError, TypeError) as err:
-        raise DataError(f"unreadable run configuration ({err})", path=path) from err
-
-
-def complete_generations(cfg: TrainConfig) -> int:
-    """Generations 0..G-1 whose every member has best weights (the first incomplete one stops it)."""
-    for g in range(cfg.generations):
-        paths = [
-            os.path.join(cfg.workdir, f"gen{g}", f"member{k}", "best.weights.h5")
-            for k in range(cfg.ensemble_size)
-        ]
-        missing = [p for p in paths if not os.path.exists(p)]
-        if missing:
-            if g == 0:
-                raise DataError("generation 0 is not trained: no best weights", path=missing[0])
-            logging.warning(
-                "generation %d is incomplete (%s missing); evaluating generations < %d", g, missing[0], g
-            )
-            return g
-    return cfg.generations
+def evaluable_generations(run: RunDir, cfg: TrainConfig) -> int:
+    """Generations 0..G-1 whose every member has finished (done.json); the first unfinished one stops it."""
+    generations = run.finished_generations(cfg)
+    if generations == 0:
+        raise RunError(f"generation 0 is not finished: {run.unfinished_members(cfg, 0)[0]} has no done.json")
+    if generations < cfg.generations:
+        logging.warning(
+            "generation %d is unfinished (%s); evaluating generations < %d",
+            generations,
+            run.unfinished_members(cfg, generations)[0],
+            generations,
+        )
+    return generations
 
 
 def ood_index(folder: str, work: str) -> FrameIndex:
@@ -203,19 +191,19 @@ def _method_pair(pred: dict, n: int) -> dict:
     }
 
 
-def collect_predictions(cfg, generations: int, indices: dict, mc_passes: int, batch_size: int) -> dict:
+def collect_predictions(
+    run: RunDir, cfg, generations: int, indices: dict, mc_passes: int, batch_size: int
+) -> dict:
     """{method: {split: aligned arrays}} for every generation and MC Dropout (splits "val", "ood").
 
     Every model sees each split once; a member's probabilities serve its single row and the
     ensemble mean alike.
     """
-    from emenet_tf.training import load_member, resolved_image_size
-
-    size = resolved_image_size(cfg)
+    size = input_size(cfg.model, cfg.image_size)
     datasets = {s: pipeline.make_dataset(ix, size, batch_size, training=False) for s, ix in indices.items()}
     methods: dict[str, dict] = {}
     for g in range(generations):
-        models = [load_member(cfg, g, k) for k in range(cfg.ensemble_size)]
+        models = [run.load_member(cfg, g, k) for k in range(cfg.ensemble_size)]
         for split, ds in datasets.items():
             pair = _method_pair(predict_dataset(models, ds, keep_members=True), len(indices[split]))
             for kind, arrays in pair.items():
@@ -223,7 +211,7 @@ def collect_predictions(cfg, generations: int, indices: dict, mc_passes: int, ba
         del models
         gc.collect()
     if cfg.dropout > 0:
-        model = load_member(cfg, 0, 0, mc_dropout=True)
+        model = run.load_member(cfg, 0, 0, mc_dropout=True)
         for split, ds in datasets.items():
             pred = mc_predict(model, ds, mc_passes)
             members = {t: pred[f"members_{t}"] for t in TASKS}
@@ -401,11 +389,11 @@ def evaluate_run(
     """
     if mc_passes < 2:
         raise ConfigError(f"--mc_passes must be >= 2, got {mc_passes}")
-    cfg = load_config(workdir)
-    cfg = dataclasses.replace(cfg, workdir=workdir)  # the run may have moved since training
-    out_dir = out_dir or os.path.join(workdir, "eval")
-    generations = complete_generations(cfg)
-    data_dir = cfg.resolved_data_dir()
+    run = RunDir(workdir)
+    cfg = run.load_config()
+    out_dir = out_dir or run.eval_dir
+    generations = evaluable_generations(run, cfg)
+    data_dir = run.data_dir(cfg)
     index = affwild2.load_split(data_dir, "validation", skip_bad_labels=cfg.skip_bad_labels)
     if ood_dir is None and os.path.isdir(os.path.join(data_dir, "ood")):
         ood_dir = os.path.join(data_dir, "ood")
@@ -413,7 +401,7 @@ def evaluate_run(
         indices = {"val": index}
         if ood_dir is not None:
             indices["ood"] = ood_index(ood_dir, work)
-        methods = collect_predictions(cfg, generations, indices, mc_passes, batch_size or cfg.batch_size)
+        methods = collect_predictions(run, cfg, generations, indices, mc_passes, batch_size or cfg.batch_size)
     present = np.logical_and.reduce([m["val"]["present"] for m in methods.values()])
     fit_rows, eval_rows = split_halves(present, seed)
     scaler = add_temperature_scaling(methods, index, fit_rows)

@@ -10,6 +10,8 @@ import tempfile
 
 import numpy as np
 
+from emenet_tf.errors import WriteError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):
@@ -32,11 +34,46 @@ def atomic_path(path: str):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot write ({describe_os_error(err)}); nothing was replaced") from None
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
+
+
+def describe_os_error(err: BaseException) -> str:
+    """A short reason for a failed write: 'No space left on device', 'Permission denied', ..."""
+    reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:200]
+    return reason or type(err).__name__
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_save_weights(model, path: str) -> None:
+    """A Keras model's weights to ``path`` (``*.weights.h5``), atomically.
+
+    HDF5 is written to a scratch file in memory (/dev/shm where it exists), then copied into
+    place with plain file writes: a full disk then fails as one clean WriteError naming
+    ``path``, where h5py writing straight to a full disk was seen to crash the process.
+    """
+    scratch_root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="emenet-weights-", dir=scratch_root) as scratch:
+        scratch_path = os.path.join(scratch, os.path.basename(path))
+        try:
+            model.save_weights(scratch_path)
+        except (OSError, RuntimeError) as err:
+            raise WriteError(f"{path}: cannot serialise the weights ({describe_os_error(err)})") from None
+        with open(scratch_path, "rb") as f:
+            data = f.read()
+    atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path: str, text: str) -> None:

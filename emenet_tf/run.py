@@ -1,4 +1,11 @@
-"""The whole job behind ``train.py``: data, class weights, generations, evaluation, export."""
+"""The whole job behind ``train.py``: checks, data, class weights, generations, evaluation, export.
+
+Order matters for a run folder that must never hold a lie: every flag and the data folder are
+checked BEFORE anything is written; config.json is then written (or, on a rerun, compared with
+the saved one: a rerun that differs in anything that changes what was trained refuses, naming
+each difference); the synthetic data is generated once under the run's setup lock, so jobs that
+start together do not both generate it.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,18 @@ import os
 
 from absl import logging
 
-from emenet_tf.config import TrainConfig
+from emenet_tf import locks
+from emenet_tf.config import RESUMABLE, TrainConfig, differences
 from emenet_tf.data import affwild2
 from emenet_tf.errors import ConfigError
 from emenet_tf.io import atomic_path, atomic_write_json, read_json
 from emenet_tf.losses import class_weights as compute_class_weights
 from emenet_tf.models import VARIANTS, min_image_size
-
-# Fields that change what a finished member means: a workdir is not resumed with other values.
-RUN_IDENTITY = ("model", "image_size", "dropout", "ensemble_size", "seed", "data_dir", "class_weight_power")
+from emenet_tf.rundir import RunDir
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Flag errors that need the model table, raised before any data is generated or read."""
+    """Checks that need the model table or the file system, made before anything is written."""
     if cfg.model not in VARIANTS:
         raise ConfigError(f"--model {cfg.model!r} is unknown; choose one of {sorted(VARIANTS)}")
     if cfg.image_size is not None and cfg.image_size < min_image_size(cfg.model):
@@ -27,49 +33,94 @@ def check_config(cfg: TrainConfig) -> None:
             f"--image_size {cfg.image_size} is too small for --model={cfg.model}: "
             f"it needs at least {min_image_size(cfg.model)}"
         )
-    if cfg.data_dir is not None and not os.path.isdir(cfg.data_dir):
-        raise ConfigError(f"--data_dir {cfg.data_dir} does not exist")
+    if cfg.data_dir is not None:
+        if not os.path.exists(cfg.data_dir):
+            raise ConfigError(f"--data_dir {cfg.data_dir} does not exist")
+        if not os.path.isdir(cfg.data_dir):
+            raise ConfigError(f"--data_dir {cfg.data_dir} is a file, not a folder")
+        affwild2.check_data_dir(cfg.data_dir)
+    if cfg.backbone_weights is not None and not os.path.isfile(cfg.backbone_weights):
+        raise ConfigError(f"--backbone_weights {cfg.backbone_weights} is not a file")
+    run = RunDir(cfg.workdir)
+    if os.path.exists(run.root) and not os.path.isdir(run.root):
+        raise ConfigError(f"--workdir {cfg.workdir} is a file, not a folder")
 
 
 def save_config(cfg: TrainConfig) -> None:
-    """Write config.json first; refuse a workdir that holds a different run."""
-    path = os.path.join(cfg.workdir, "config.json")
-    if os.path.exists(path):
-        old = read_json(path)
-        new = json.loads(cfg.to_json())
-        changed = [k for k in RUN_IDENTITY if old.get(k) != new.get(k)]
+    """Write config.json on a new run; on a rerun, refuse any difference that matters."""
+    run = RunDir(cfg.workdir)
+    if os.path.exists(run.config_path):
+        try:
+            saved = read_json(run.config_path)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{run.config_path}: unreadable ({err}); use a new --workdir") from None
+        changed = differences(saved, cfg)
         if changed:
+            listed = ", ".join(f"--{k}={new!r} (the run has {old!r})" for k, (old, new) in changed.items())
             raise ConfigError(
-                f"{path} holds a run with other {', '.join(changed)} "
-                f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use a new --workdir"
+                f"{run.root} holds a run with other settings: {listed}. Rerun with the run's settings "
+                f"(only {', '.join('--' + n for n in RESUMABLE if n != 'workdir')} may change), "
+                "or use a new --workdir"
             )
-    os.makedirs(cfg.workdir, exist_ok=True)
-    cfg.save(path)
+        if saved.get("generations") != cfg.generations:
+            logging.warning(
+                "continuing %s with --generations %d (it had %s)",
+                run.root,
+                cfg.generations,
+                saved.get("generations"),
+            )
+        merged = {**saved, "generations": cfg.generations}
+        if merged != saved:
+            atomic_write_json(run.config_path, merged)
+        return
+    os.makedirs(run.root, exist_ok=True)
+    cfg.save(run.config_path)
 
 
 def ensure_data(cfg: TrainConfig) -> str:
-    """The data folder: --data_dir, or the synthetic benchmark generated once into workdir/data."""
+    """The data folder: --data_dir, or the synthetic benchmark generated once into the run folder."""
+    run = RunDir(cfg.workdir)
     if cfg.data_dir:
-        affwild2.check_data_dir(cfg.data_dir)
         return cfg.data_dir
     from emenet_tf.data import synthetic
 
-    data_dir = cfg.resolved_data_dir()
+    data_dir = run.data_dir(cfg)
     if os.path.exists(os.path.join(data_dir, "synthetic_meta.json")):
         logging.info("using the synthetic benchmark already in %s", data_dir)
         return data_dir
     with atomic_path(data_dir) as tmp:
-        summary = synthetic.generate(tmp, **cfg.synthetic)
-    print("Synthetic Aff-Wild2 benchmark:", json.dumps(summary, default=str), flush=True)
+        summary = synthetic.generate(tmp, **cfg.synthetic_args())
+    logging.info("synthetic Aff-Wild2 benchmark: %s", json.dumps(summary, default=str))
     return data_dir
 
 
 def load_data(cfg: TrainConfig):
-    data_dir = ensure_data(cfg)
-    splits = affwild2.load_splits(data_dir, skip_bad_labels=cfg.skip_bad_labels)
-    for index in splits.values():
-        print(f"{index.split}: {json.dumps(index.summary())}", flush=True)
+    """Index both splits; write what was indexed and skipped to ``data_summary.json``."""
+    run = RunDir(cfg.workdir)
+    splits = affwild2.load_splits(run.data_dir(cfg), skip_bad_labels=cfg.skip_bad_labels)
+    summary = {name: index.summary() for name, index in splits.items()}
+    atomic_write_json(run.data_summary_path, summary)
+    for name, counts in summary.items():
+        logging.info("%s split: %s", name, json.dumps(counts))
     return splits["train"], splits["validation"]
+
+
+def prepare(cfg: TrainConfig):
+    """Check, write or compare config.json, make the data, index it, write class weights.
+
+    Runs under the run folder's setup lock: a second job started at the same time waits here,
+    then finds config and data in place. Returns (train index, validation index, class weights).
+    """
+    check_config(cfg)
+    run = RunDir(cfg.workdir)
+    os.makedirs(run.root, exist_ok=True)
+    with locks.hold(run.lock_path, f"{run.root} (run setup)", wait=True):
+        save_config(cfg)
+        ensure_data(cfg)
+        train_index, val_index = load_data(cfg)
+        weights = compute_class_weights(train_index, power=cfg.class_weight_power)
+        atomic_write_json(run.class_weights_path, weights)
+    return train_index, val_index, weights
 
 
 def run(
@@ -79,15 +130,11 @@ def run(
 
     ``export_options`` go to ``export.export_run`` (e.g. ``qat_epochs``, ``allow_degraded``).
     """
-    check_config(cfg)
-    save_config(cfg)
-    train_index, val_index = load_data(cfg)
-    weights = compute_class_weights(train_index, power=cfg.class_weight_power)
-    atomic_write_json(os.path.join(cfg.workdir, "class_weights.json"), weights)
+    train_index, val_index, weights = prepare(cfg)
     from emenet_tf import distill
 
     complete = distill.run_generations(cfg, train_index, val_index, weights)
-    result = {"generations_complete": complete}
+    result = {"generations_complete": complete, "data": {"train": train_index.summary()}}
     if complete < cfg.generations or cfg.member is not None:
         return result
     if evaluate:

@@ -1,35 +1,39 @@
 """Training of one ensemble member: losses in a Keras train step, checkpoints, resume, best epoch.
 
-A member lives in ``<workdir>/gen<g>/member<k>/``:
-  state.json            last completed epoch, best epoch and score (written atomically, last)
-  ckpt/epoch_<e>/       model + optimizer checkpoint of epoch e (a directory renamed into place)
-  best.weights.h5       weights of the best epoch by validation ABAW score
+A member lives in ``<workdir>/gen<g>/member<k>/`` (paths: ``emenet_tf.rundir``):
+  ckpt/                 tf.train.CheckpointManager: model, optimizer and ``MemberState`` (last
+                        completed epoch, best score and epoch, the best weights) in one checkpoint
   history.jsonl         one line of train/ and validation/ figures per epoch
   tensorboard/          the same figures as TensorBoard scalars
-  done.json             written last: a finished member is skipped on a rerun
-Nothing is read unless ``state.json`` or ``done.json`` points at it, so a run killed at any
-moment resumes from the last completed epoch.
+  best.weights.h5       weights of the best epoch by validation ABAW score (written at the end)
+  done.json             written last: a finished member is skipped on a rerun; ckpt/ is then removed
+The checkpoint's state file is replaced atomically by TensorFlow after the data is written, so a
+run killed at any moment resumes from the last completed epoch; history lines of later epochs
+are dropped on resume.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
+import tempfile
 
 from absl import logging
 
-from emenet_tf import losses, metrics
+from emenet_tf import locks, losses, metrics
 from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.errors import ConfigError
+from emenet_tf.errors import ConfigError, TrainingError, WriteError
 from emenet_tf.inference import predict_dataset
-from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from emenet_tf.io import atomic_save_weights, atomic_write_json, atomic_write_text, describe_os_error
 from emenet_tf.labels import va_bin_centres
 from emenet_tf.models import build_emenet, input_size, load_backbone_weights
+from emenet_tf.rundir import CHECKPOINTS, HISTORY, LOCK, TEMPORARY_PREFIX, TENSORBOARD, RunDir
 from emenet_tf.uncertainty import va_expectation
 
 
@@ -151,50 +155,89 @@ def abaw_scores(pred: dict) -> dict:
     return {k: float(v) for k, v in out.items()}
 
 
-class EpochEnd(keras.callbacks.Callback):
-    """After each epoch: validation ABAW scores, logs, checkpoint, best weights, state.json."""
+class MemberState(tf.Module):
+    """What a resume needs besides the model and optimizer, kept in the same checkpoint.
 
-    def __init__(self, member_dir: str, net: keras.Model, ckpt: tf.train.Checkpoint, val_ds, state: dict):
+    ``epoch`` (last completed), ``best_score`` / ``best_epoch`` and a copy of the model's weights
+    at its best epoch: one ``CheckpointManager.save`` writes all of it at once, so a kill at any
+    moment leaves either the previous epoch's checkpoint or this one, never a mix.
+    """
+
+    def __init__(self, net: keras.Model):
+        super().__init__(name="member_state")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_score = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_weights = [tf.Variable(w, trainable=False) for w in net.weights]
+
+    def keep_best(self, net: keras.Model, score: float, epoch: int) -> None:
+        self.best_score.assign(score)
+        self.best_epoch.assign(epoch)
+        for copy, weight in zip(self.best_weights, net.weights, strict=True):
+            copy.assign(weight)
+
+    def restore_best(self, net: keras.Model) -> None:
+        for weight, copy in zip(net.weights, self.best_weights, strict=True):
+            weight.assign(copy)
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """After each epoch: validation ABAW scores, logs, the best weights kept, one checkpoint saved."""
+
+    def __init__(self, member_dir: str, net, manager: tf.train.CheckpointManager, state: MemberState, val_ds):
         super().__init__()
-        self.member_dir, self.net, self.ckpt, self.val_ds, self.state = member_dir, net, ckpt, val_ds, state
-        self.writer = tf.summary.create_file_writer(os.path.join(member_dir, "tensorboard"))
+        self.member_dir, self.net, self.manager, self.state, self.val_ds = (
+            member_dir,
+            net,
+            manager,
+            state,
+            val_ds,
+        )
+        self.writer = tf.summary.create_file_writer(os.path.join(member_dir, TENSORBOARD))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        loss = float(logs.get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"{self.member_dir}: the training loss became {loss} in epoch {epoch + 1} "
+                "(learning rate too high for this model?); the member is not marked finished"
+            )
         scores = abaw_scores(predict_dataset(self.net, self.val_ds)) if self.val_ds is not None else {}
         record = {"epoch": epoch + 1, "lr": float(_current_lr(self.model.optimizer))}
         record.update({f"train/{k}": float(v) for k, v in logs.items() if not k.startswith("val_")})
-        record.update({f"validation/{k[4:]}": float(v) for k, v in logs.items() if k.startswith("val_")})
         record.update({f"validation/{k}": v for k, v in scores.items()})
         with self.writer.as_default(step=epoch + 1):
             for name, value in record.items():
                 if name != "epoch":
                     tf.summary.scalar(name, value)
-        self.writer.flush()
-        with open(os.path.join(self.member_dir, "history.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
-        score = scores.get("score", -float(logs.get("val_loss", logs.get("loss", 0.0))))
-        if self.state.get("best_score") is None or score > self.state["best_score"]:
-            with atomic_path(os.path.join(self.member_dir, "best.weights.h5")) as tmp:
-                self.net.save_weights(tmp)
-            self.state.update(best_score=float(score), best_epoch=epoch + 1)
-        ckpt_dir = os.path.join(self.member_dir, "ckpt", f"epoch_{epoch + 1}")
-        with atomic_path(ckpt_dir) as tmp:
-            self.ckpt.write(os.path.join(tmp, "ckpt"))
-        self.state["epoch"] = epoch + 1
-        atomic_write_json(os.path.join(self.member_dir, "state.json"), self.state)
-        _prune_checkpoints(os.path.join(self.member_dir, "ckpt"), keep=epoch + 1)
+        history = os.path.join(self.member_dir, HISTORY)
+        try:
+            self.writer.flush()
+            with open(history, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:
+            raise WriteError(f"{history}: cannot write ({describe_os_error(err)})") from None
+        score = scores.get("score", -loss)
+        if math.isfinite(score) and score > float(self.state.best_score.numpy()):
+            self.state.keep_best(self.net, score, epoch + 1)
+        self.state.epoch.assign(epoch + 1)
+        try:
+            self.manager.save(checkpoint_number=epoch + 1)
+        except tf.errors.OpError as err:
+            reason = err.message.strip().splitlines()[0] if err.message.strip() else type(err).__name__
+            raise WriteError(f"{self.manager.directory}: cannot write the checkpoint ({reason})") from None
         logging.info("%s epoch %d: %s", self.member_dir, epoch + 1, json.dumps(record))
 
 
-def _remove_stale_temporaries(out_dir: str) -> None:
-    """Delete half-written files a killed run left (never read: nothing points at them)."""
-    for root in (out_dir, os.path.join(out_dir, "ckpt")):
-        if os.path.isdir(root):
-            for name in os.listdir(root):
-                if name.startswith(".tmp-"):
-                    path = os.path.join(root, name)
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+def remove_stale_temporaries(folder: str) -> None:
+    """Delete half-written files a killed run left in ``folder`` (never read: nothing points at them)."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name.startswith(TEMPORARY_PREFIX):
+            path = os.path.join(folder, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 def _truncate_history(path: str, last_epoch: int) -> None:
@@ -210,12 +253,6 @@ def _truncate_history(path: str, last_epoch: int) -> None:
             except (ValueError, KeyError):  # a line torn by the kill
                 continue
     atomic_write_text(path, "".join(kept))
-
-
-def _prune_checkpoints(ckpt_root: str, keep: int) -> None:
-    for name in os.listdir(ckpt_root):
-        if name.startswith("epoch_") and name != f"epoch_{keep}":
-            shutil.rmtree(os.path.join(ckpt_root, name), ignore_errors=True)
 
 
 def _current_lr(optimizer):
@@ -249,20 +286,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ConfigError(f"unknown strategy {name!r}")
 
 
-def member_dir(cfg: TrainConfig, generation: int, member: int) -> str:
-    return os.path.join(cfg.workdir, f"gen{generation}", f"member{member}")
-
-
-def is_done(cfg: TrainConfig, generation: int, member: int) -> bool:
-    return os.path.exists(os.path.join(member_dir(cfg, generation, member), "done.json"))
-
-
-def build_member_model(cfg: TrainConfig, seed: int | None = None, mc_dropout: bool = False) -> keras.Model:
-    return build_emenet(
-        cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout, seed=seed
-    )
-
-
 def train_member(
     cfg: TrainConfig,
     generation: int,
@@ -273,22 +296,51 @@ def train_member(
     soft_labels: dict | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> str:
-    """Train (or resume, or skip if done) one member; return the path of its best weights."""
-    out_dir = member_dir(cfg, generation, member)
-    best_path = os.path.join(out_dir, "best.weights.h5")
-    if is_done(cfg, generation, member):
+    """Train (or resume, or skip if done) one member; return the path of its best weights.
+
+    The member's folder is locked while it trains: a second process on the same member refuses
+    with one line naming the holder (locks.LockHeld). Under MultiWorkerMirroredStrategy only the
+    chief writes the member's folder; the other workers keep their checkpoints in a temporary one.
+    """
+    run = RunDir(cfg.workdir)
+    best_path = run.best_weights_path(generation, member)
+    if run.is_done(generation, member):
         logging.info("gen %d member %d is done; skipping", generation, member)
         return best_path
+    strategy = strategy or make_strategy(cfg.strategy)
+    out_dir = run.member_dir(generation, member)
+    if not is_chief(strategy):
+        with tempfile.TemporaryDirectory(prefix="emenet-worker-") as scratch:
+            _fit_member(
+                cfg, generation, member, scratch, train_index, val_index, class_weights, soft_labels, strategy
+            )
+        return best_path
     os.makedirs(out_dir, exist_ok=True)
-    state_path = os.path.join(out_dir, "state.json")
-    state = read_json(state_path) if os.path.exists(state_path) else {"epoch": 0, "best_score": None}
-    _truncate_history(os.path.join(out_dir, "history.jsonl"), state["epoch"])
-    _remove_stale_temporaries(out_dir)
+    with locks.hold(os.path.join(out_dir, LOCK), f"{out_dir} (generation {generation} member {member})"):
+        if run.is_done(generation, member):  # finished by the process that held the lock before
+            return best_path
+        remove_stale_temporaries(out_dir)
+        net, state = _fit_member(
+            cfg, generation, member, out_dir, train_index, val_index, class_weights, soft_labels, strategy
+        )
+        state.restore_best(net)
+        atomic_save_weights(net, best_path)
+        atomic_write_json(
+            run.done_path(generation, member),
+            {"best_epoch": int(state.best_epoch.numpy()), "best_score": float(state.best_score.numpy())},
+        )
+        shutil.rmtree(os.path.join(out_dir, CHECKPOINTS), ignore_errors=True)
+    return best_path
+
+
+def _fit_member(
+    cfg, generation, member, out_dir, train_index, val_index, class_weights, soft_labels, strategy
+):
+    """Build, restore the latest checkpoint in ``out_dir`` if any, and fit to ``cfg.epochs``."""
     seed = cfg.member_seed(generation, member)
     keras.utils.set_random_seed(seed)
-    strategy = strategy or make_strategy(cfg.strategy)
     steps = cfg.steps_per_epoch or pipeline.steps_per_epoch(train_index, cfg.batch_size)
-    image_size = resolved_image_size(cfg)
+    image_size = input_size(cfg.model, cfg.image_size)
     train_ds = pipeline.make_dataset(
         train_index,
         image_size,
@@ -303,45 +355,42 @@ def train_member(
     if val_index is not None and len(val_index):
         val_ds = pipeline.make_dataset(val_index, image_size, cfg.batch_size, training=False)
     with strategy.scope():
-        net = build_member_model(cfg, seed=seed)
-        if cfg.backbone_weights and state["epoch"] == 0:
+        net = build_emenet(cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, seed=seed)
+        state = MemberState(net)
+        trainer = MultitaskTrainer(
+            net, LossSetup.from_config(cfg, class_weights, soft=soft_labels is not None)
+        )
+        trainer.compile(optimizer=make_optimizer(cfg, steps))
+        ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer, state=state)
+        manager = tf.train.CheckpointManager(ckpt, os.path.join(out_dir, CHECKPOINTS), max_to_keep=1)
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint)
+            logging.info("gen %d member %d: resuming after epoch %d", generation, member, int(state.epoch))
+        elif cfg.backbone_weights:
             loaded = load_backbone_weights(net, cfg.backbone_weights)
             logging.info("loaded %d backbone layers from %s", len(loaded), cfg.backbone_weights)
-        setup = LossSetup.from_config(cfg, class_weights, soft=soft_labels is not None)
-        trainer = MultitaskTrainer(net, setup)
-        trainer.compile(optimizer=make_optimizer(cfg, steps))
-        ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer)
-        if state["epoch"] > 0:
-            ckpt.read(os.path.join(out_dir, "ckpt", f"epoch_{state['epoch']}", "ckpt")).expect_partial()
-            logging.info("gen %d member %d: resuming after epoch %d", generation, member, state["epoch"])
-    if state["epoch"] < cfg.epochs:
+    initial_epoch = int(state.epoch.numpy())
+    _truncate_history(os.path.join(out_dir, HISTORY), initial_epoch)
+    if initial_epoch < cfg.epochs:
         trainer.fit(
             train_ds,
             epochs=cfg.epochs,
-            initial_epoch=state["epoch"],
+            initial_epoch=initial_epoch,
             steps_per_epoch=steps,
-            callbacks=[EpochEnd(out_dir, net, ckpt, val_ds, state)],
+            callbacks=[EpochEnd(out_dir, net, manager, state, val_ds)],
             verbose=cfg.verbose,
         )
-    atomic_write_json(
-        os.path.join(out_dir, "done.json"),
-        {"best_epoch": state["best_epoch"], "best_score": state["best_score"]},
-    )
-    shutil.rmtree(os.path.join(out_dir, "ckpt"), ignore_errors=True)
-    return best_path
+    if int(state.best_epoch.numpy()) == 0:
+        raise TrainingError(f"{out_dir}: no epoch gave a finite validation score; nothing to keep")
+    return net, state
 
 
-def resolved_image_size(cfg: TrainConfig) -> int:
-    return input_size(cfg.model, cfg.image_size)
-
-
-def load_member(cfg: TrainConfig, generation: int, member: int, mc_dropout: bool = False) -> keras.Model:
-    """The best weights of a finished member, in a fresh model (optionally with MC Dropout on)."""
-    path = os.path.join(member_dir(cfg, generation, member), "best.weights.h5")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path}: no trained weights (train generation {generation} member {member} first)"
-        )
-    net = build_member_model(cfg, mc_dropout=mc_dropout)
-    net.load_weights(path)
-    return net
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder: always, except a non-chief multi-worker task."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief

@@ -13,9 +13,10 @@ from emenet_tf import training
 from emenet_tf._keras import keras
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline, synthetic
-from emenet_tf.errors import ConfigError
+from emenet_tf.errors import ConfigError, RunError, TrainingError, WriteError
 from emenet_tf.losses import class_weights
 from emenet_tf.models import build_emenet
+from emenet_tf.rundir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,14 +93,20 @@ def test_member_writes_checkpoints_best_weights_and_logs(tmp_path, data_dir, spl
     cfg = _cfg(tmp_path, data_dir, epochs=2)
     weights = class_weights(splits["train"])
     best = training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
-    member = training.member_dir(cfg, 0, 0)
-    assert os.path.exists(best) and os.path.exists(os.path.join(member, "done.json"))
+    run = RunDir(cfg.workdir)
+    member = run.member_dir(0, 0)
+    assert os.path.exists(best) and run.is_done(0, 0)
     history = [json.loads(line) for line in open(os.path.join(member, "history.jsonl"))]
     assert [h["epoch"] for h in history] == [1, 2]
     assert {"train/loss", "validation/score", "validation/expr_score"} <= set(history[0])
     assert os.listdir(os.path.join(member, "tensorboard"))
     assert not [f for f in os.listdir(member) if f.startswith(".tmp")]
-    net = training.load_member(cfg, 0, 0)
+    assert not os.path.exists(os.path.join(member, "ckpt"))  # removed once the member is done
+    done = json.load(open(run.done_path(0, 0)))
+    best_epoch = max(history, key=lambda h: h["validation/score"])["epoch"]
+    assert done["best_epoch"] == best_epoch
+    assert done["best_score"] == pytest.approx(max(h["validation/score"] for h in history))
+    net = run.load_member(cfg, 0, 0)
     assert net.count_params() == build_emenet("tiny").count_params()
 
 
@@ -116,9 +123,12 @@ def test_resume_continues_from_the_last_completed_epoch(tmp_path, data_dir, spli
     monkeypatch.setattr(training.EpochEnd, "on_epoch_end", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
-    member = training.member_dir(cfg, 0, 0)
-    assert json.load(open(os.path.join(member, "state.json")))["epoch"] == 2
-    assert not training.is_done(cfg, 0, 0)
+    run = RunDir(cfg.workdir)
+    member = run.member_dir(0, 0)
+    assert open(os.path.join(member, "ckpt", "checkpoint")).read().count("ckpt-2") >= 1
+    assert not run.is_done(0, 0)
+    with pytest.raises(RunError, match="has not finished"):
+        run.load_member(cfg, 0, 0)
     # A torn line from the kill must not survive the resume.
     with open(os.path.join(member, "history.jsonl"), "a") as f:
         f.write('{"epoch": 3, "train/lo')
@@ -166,7 +176,8 @@ def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path, data_dir):
         assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
         s = affwild2.load_splits(cfg.data_dir)
         training.train_member(cfg, 0, 0, s["train"], None, class_weights(s["train"]), strategy=strategy)
-        print("REPLICAS", strategy.num_replicas_in_sync, training.is_done(cfg, 0, 0))
+        from emenet_tf.rundir import RunDir
+        print("REPLICAS", strategy.num_replicas_in_sync, RunDir(cfg.workdir).is_done(0, 0))
     """
     proc = _run_python(code)
     assert "REPLICAS 2 True" in proc.stdout, proc.stderr[-3000:]
@@ -184,8 +195,9 @@ def test_mixed_precision_trains_on_cpu(tmp_path, data_dir):
                           epochs=1, steps_per_epoch=2, batch_size=16, verbose=0, mixed_precision=True)
         s = affwild2.load_splits(cfg.data_dir)
         training.train_member(cfg, 0, 0, s["train"], s["validation"], class_weights(s["train"]))
-        net = training.load_member(cfg, 0, 0)
-        print("DTYPE", net.layers[2].compute_dtype, training.is_done(cfg, 0, 0))
+        from emenet_tf.rundir import RunDir
+        net = RunDir(cfg.workdir).load_member(cfg, 0, 0)
+        print("DTYPE", net.layers[2].compute_dtype, RunDir(cfg.workdir).is_done(0, 0))
     """
     proc = _run_python(code)
     assert "DTYPE float16 True" in proc.stdout, proc.stderr[-3000:]
@@ -217,3 +229,93 @@ def test_train_py_refuses_a_folder_that_is_not_affwild2(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "not_affwild" in proc.stderr
+
+
+def test_a_non_finite_loss_stops_with_one_error_and_nothing_finished(tmp_path, data_dir, splits, monkeypatch):
+    cfg = _cfg(tmp_path, data_dir, epochs=2)
+    original = training.MultitaskTrainer._total
+
+    def exploding(self, batch, training):  # a learning rate that blows up, made deterministic
+        total, parts = original(self, batch, training)
+        return total * float("nan"), parts
+
+    monkeypatch.setattr(training.MultitaskTrainer, "_total", exploding)
+    with pytest.raises(TrainingError, match="loss became nan in epoch 1"):
+        training.train_member(
+            cfg, 0, 0, splits["train"], splits["validation"], class_weights(splits["train"])
+        )
+    run = RunDir(cfg.workdir)
+    assert not run.is_done(0, 0) and not os.path.exists(run.best_weights_path(0, 0))
+
+
+def test_a_failed_checkpoint_write_is_one_error_naming_the_folder(tmp_path, data_dir, splits, monkeypatch):
+    cfg = _cfg(tmp_path, data_dir, epochs=1)
+
+    def disk_full(self, *args, **kwargs):
+        raise training.tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(training.tf.train.CheckpointManager, "save", disk_full)
+    with pytest.raises(WriteError, match=r"ckpt: cannot write the checkpoint \(No space left on device\)"):
+        training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    assert not RunDir(cfg.workdir).is_done(0, 0)
+
+
+def test_a_failed_weights_write_leaves_no_file_a_rerun_would_trust(tmp_path, data_dir, splits, monkeypatch):
+    cfg = _cfg(tmp_path, data_dir, epochs=1)
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        if "best.weights.h5" in str(path) and "w" in mode and ".tmp-" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(WriteError, match=r"best\.weights\.h5: cannot write \(No space left on device\)"):
+        training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    monkeypatch.undo()
+    run = RunDir(cfg.workdir)
+    assert not run.is_done(0, 0) and not os.path.exists(run.best_weights_path(0, 0))
+    assert not [f for f in os.listdir(run.member_dir(0, 0)) if f.startswith(".tmp")]
+    # The rerun resumes from the saved checkpoint (no epoch to train) and finishes the member.
+    training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    assert run.is_done(0, 0)
+    assert len(open(os.path.join(run.member_dir(0, 0), "history.jsonl")).readlines()) == 1
+
+
+def test_a_truncated_weights_file_is_one_error_naming_it(tmp_path, data_dir, splits):
+    cfg = _cfg(tmp_path, data_dir, epochs=1)
+    training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    run = RunDir(cfg.workdir)
+    path = run.best_weights_path(0, 0)
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 3])
+    with pytest.raises(RunError) as err:
+        run.load_member(cfg, 0, 0)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read the member's weights") and "\n" not in message
+
+
+def test_a_second_writer_of_a_member_is_refused_naming_the_holder(tmp_path, data_dir, splits):
+    from emenet_tf import locks
+
+    cfg = _cfg(tmp_path, data_dir, epochs=1)
+    run = RunDir(cfg.workdir)
+    os.makedirs(run.member_dir(0, 0))
+    holder = subprocess.Popen(  # another process holding the member's lock
+        [sys.executable, "-c", "import fcntl, json, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, json.dumps({'pid': os.getpid(), 'host': 'h', 'since': 's',"
+         "'command': 'train.py'}).encode()); print('held', flush=True); time.sleep(60)",
+         os.path.join(run.member_dir(0, 0), ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(locks.LockHeld, match=rf"member0 .*is in use by pid {holder.pid} on h"):
+            training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder was killed: its lock is gone with it, and the next run takes over.
+    training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    assert run.is_done(0, 0)

@@ -1,0 +1,1 @@
+"""Command lines: train (``train.py``, ``emenet-train``), evaluate (``evaluate.py``, ``emenet-evaluate``)."""

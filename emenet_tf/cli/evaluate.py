@@ -1,0 +1,67 @@
+"""Evaluate a training run: every generation's single model and ensemble against the baselines.
+
+  python evaluate.py --workdir runs/default [--ood_dir FOLDER] [--mc_passes 10] [--seed 0]
+
+Writes <workdir>/eval/metrics.json, report.md and PNG plots (see emenet_tf/evaluation.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "The run directory train.py wrote (holds config.json and gen*/).")
+    flags.DEFINE_string(
+        "ood_dir", None, "Folder of out-of-domain images (default: <data_dir>/ood if it exists)."
+    )
+    flags.DEFINE_string("out_dir", None, "Where the results go (default: <workdir>/eval).")
+    flags.DEFINE_integer("mc_passes", 10, "MC Dropout forward passes.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random fit / evaluation halves of validation.")
+    flags.DEFINE_integer("batch_size", None, "Inference batch size (default: the run's).")
+
+
+def _error(message: str) -> int:
+    print(f"evaluate.py: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        return _error(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.workdir:
+        return _error("--workdir is required (the folder train.py wrote)")
+    if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
+        return _error(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+    if FLAGS.mc_passes < 2:
+        return _error(f"--mc_passes must be >= 2, got {FLAGS.mc_passes}")
+    if not os.path.isfile(os.path.join(FLAGS.workdir, "config.json")):  # checked before TensorFlow loads
+        return _error(f"{FLAGS.workdir}: no config.json: not a training run directory")
+    from emenet_tf import evaluation
+    from emenet_tf.errors import ConfigError, DataError, RunError
+
+    try:
+        result = evaluation.evaluate_run(
+            FLAGS.workdir,
+            ood_dir=FLAGS.ood_dir,
+            out_dir=FLAGS.out_dir,
+            mc_passes=FLAGS.mc_passes,
+            seed=FLAGS.seed,
+            batch_size=FLAGS.batch_size,
+        )
+    except (ConfigError, DataError, RunError, FileNotFoundError) as e:
+        return _error(str(e))
+    out_dir = FLAGS.out_dir or os.path.join(FLAGS.workdir, "eval")
+    print(f"evaluate.py: {len(result['methods'])} methods evaluated; see {out_dir}/report.md")
+    return 0
+
+
+def run_main() -> None:
+    """Console entry point (``emenet-evaluate``) and ``python evaluate.py``."""
+    define_flags()
+    app.run(main)
