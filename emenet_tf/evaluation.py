@@ -32,22 +32,20 @@ import tempfile
 
 import numpy as np
 from absl import logging
-from scipy.special import ndtr
 
 from emenet_tf import metrics, plots
 from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.config import TrainConfig
-from emenet_tf.data import affwild2, pipeline, synthetic
+from emenet_tf.data import affwild2, label_model, pipeline, synthetic
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_write_json, atomic_write_text, read_json
-from emenet_tf.labels import NUM_AU, NUM_EXPR, va_bin_centres, va_bin_edges
+from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS, va_bin_centres, va_to_bin
 from emenet_tf.models import input_size
 from emenet_tf.rundir import RunDir
 from emenet_tf.uncertainty import bernoulli_entropy, ensemble_uncertainty, normalised_entropy, va_expectation
 
-TASKS = ("expr", "au", "va")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -127,7 +125,7 @@ def aligned_truth(data_dir: str, index: FrameIndex) -> dict | None:
     arrays = {
         "expr": truth["expr_probs"],
         "au": truth["au_probs"],
-        "va": va_true_bins(truth["va_mean"], truth["va_std"]),
+        "va": label_model.va_true_bins(truth["va_mean"], truth["va_std"]),
         "va_mean": truth["va_mean"],
         "va_std": truth["va_std"],
     }
@@ -135,15 +133,6 @@ def aligned_truth(data_dir: str, index: FrameIndex) -> dict | None:
         values = np.asarray(values, np.float64)[np.maximum(rows, 0)]
         out[key] = np.where(out["has"].reshape((-1,) + (1,) * (values.ndim - 1)), values, np.nan)
     return out
-
-
-def va_true_bins(mean, std, num_bins: int = 20) -> np.ndarray:
-    """(N, 2, K) bin probabilities of clip(N(mean, std), -1, 1): the tails fall in the end bins."""
-    inner = va_bin_edges(num_bins)[1:-1].astype(np.float64)
-    mean, std = np.asarray(mean, np.float64)[..., None], np.asarray(std, np.float64)[..., None]
-    cdf = ndtr((inner - mean) / std)
-    zeros, ones = np.zeros(cdf.shape[:-1] + (1,)), np.ones(cdf.shape[:-1] + (1,))
-    return np.diff(np.concatenate([zeros, cdf, ones], axis=-1), axis=-1)
 
 
 # ---------------------------------------------------------------- predictions
@@ -305,9 +294,7 @@ def va_metrics(probs, values, mask) -> dict:
         expect = va_expectation(p, va_bin_centres(p.shape[-1]))
         keep = m.reshape(-1) > 0
         flat_p = p.reshape(-1, p.shape[-1])[keep]
-        flat_y = np.clip(
-            np.floor((v.reshape(-1)[keep] + 1.0) / 2.0 * p.shape[-1]), 0, p.shape[-1] - 1
-        ).astype(int)
+        flat_y = va_to_bin(v.reshape(-1)[keep], p.shape[-1])
         error = (np.abs(expect - v) * m).sum(axis=1) / m.sum(axis=1)
         out = {
             **metrics.va_scores(v, expect, mask=m),
@@ -357,12 +344,12 @@ def ood_metrics(arrays: dict, rows: np.ndarray) -> dict:
 
 
 def bayes_limits(truth: dict, index: FrameIndex, rows: np.ndarray, data_dir: str) -> dict:
-    """Bayes limits: expected on the evaluation rows (``synthetic.bayes_limits``), the truth measured
+    """Bayes limits: expected on the evaluation rows (``label_model.bayes_limits``), the truth measured
     as a predictor on their sampled labels (``oracle``), and synthetic_meta.json's for all validation."""
     has = rows[truth["has"][rows]]
     raw = {"expr_probs": truth["expr"][has], "au_probs": truth["au"][has]}
     raw.update(va_mean=truth["va_mean"][has], va_std=truth["va_std"][has])
-    out = {"expected": synthetic.bayes_limits(raw), "oracle": measure(truth, index, has, truth)}
+    out = {"expected": label_model.bayes_limits(raw), "oracle": measure(truth, index, has, truth)}
     meta_path = os.path.join(data_dir, "synthetic_meta.json")
     if os.path.exists(meta_path):
         meta = read_json(meta_path).get("bayes_limits", {})

@@ -11,6 +11,7 @@ EXPR_NAMES = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Su
 VA_NAMES = ("valence", "arousal")
 
 NUM_AU = len(AU_NAMES)
+AU_INDEX = {name: k for k, name in enumerate(AU_NAMES)}  # column of each AU in (N, 12) arrays
 NUM_EXPR = len(EXPR_NAMES)
 NUM_VA_BINS = 20
 
@@ -22,6 +23,11 @@ VA_MISSING = -5.0
 AU_HEADER = ",".join(AU_NAMES)
 EXPR_HEADER = ",".join(EXPR_NAMES)
 VA_HEADER = "valence,arousal"
+
+# The tasks, in the order every loop over them takes (the synthetic benchmark's draws follow it),
+# and the header line of each task's annotation files.
+TASKS = ("au", "expr", "va")
+HEADERS = {"au": AU_HEADER, "expr": EXPR_HEADER, "va": VA_HEADER}
 
 # Split folder names in annotations/<Task>_Set/ and the names used everywhere else.
 SPLITS = {"train": "Train_Set", "validation": "Validation_Set"}

@@ -8,22 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from scipy.special import ndtr
 
 from emenet_tf import evaluation, report
-from emenet_tf.labels import NUM_VA_BINS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def test_va_true_bins_closed_form():
-    bins = evaluation.va_true_bins(np.array([[0.0, 0.95]]), np.array([[0.1, 0.2]]))
-    assert bins.shape == (1, 2, NUM_VA_BINS)
-    np.testing.assert_allclose(bins.sum(-1), 1.0, atol=1e-12)
-    # valence N(0, 0.1): bin 10 is [0, 0.1): mass Phi(1) - Phi(0)
-    assert bins[0, 0, 10] == pytest.approx(ndtr(1.0) - 0.5, abs=1e-7)  # edges are float32
-    # arousal N(0.95, 0.2) clipped at 1: the last bin [0.9, 1] holds everything above 0.9
-    assert bins[0, 1, -1] == pytest.approx(1.0 - ndtr(-0.25), abs=1e-7)
 
 
 def test_scores_against_numpy():

@@ -1,19 +1,24 @@
-"""Tests of the synthetic Aff-Wild2 benchmark: layout, determinism, truth and label sampling."""
+"""Tests of the synthetic Aff-Wild2 benchmark writer: layout, determinism, the truth file, write failures."""
 
+import errno
 import filecmp
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from emenet_tf.data import synthetic
+from emenet_tf.data import label_model, render, synthetic
 from emenet_tf.errors import DataError
 from emenet_tf.labels import AU_HEADER, EXPR_HEADER, NUM_AU, NUM_EXPR, SPLITS, TASK_DIRS, VA_HEADER
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(train_videos=4, val_videos=4, frames_per_video=40, image_size=112, ood_images=6, pairs=1)
+SMALL = dict(train_videos=1, val_videos=1, frames_per_video=4, image_size=32, ood_images=2)
 
 
 @pytest.fixture(scope="module")
@@ -158,53 +163,6 @@ def test_written_labels_follow_the_true_distribution(tmp_path):
     )
 
 
-def test_sample_labels_matches_probabilities_closely():
-    rng = np.random.default_rng(0)
-    a = rng.uniform(0, 1, (20000, NUM_AU)) * (rng.random((20000, NUM_AU)) < 0.4)
-    truth = synthetic.true_distribution(a)
-    labels = synthetic.sample_labels(np.random.default_rng(1), truth)
-    freq = np.bincount(labels["expr"], minlength=NUM_EXPR) / len(a)
-    np.testing.assert_allclose(freq, truth["expr_probs"].mean(axis=0), atol=0.01)
-    np.testing.assert_allclose(labels["au"].mean(axis=0), truth["au_probs"].mean(axis=0), atol=0.01)
-    resid = (labels["va"] - truth["va_mean"]) / truth["va_std"]
-    inside = np.all(np.abs(truth["va_mean"]) < 0.6, axis=1)  # clipping bites rarely there
-    assert abs(resid[inside].mean()) < 0.03 and abs(resid[inside].std() - 1.0) < 0.03
-    assert np.all(np.abs(labels["va"]) <= 1.0) and np.allclose(labels["va"], np.round(labels["va"], 3))
-
-
-def test_true_distribution_is_ambiguous_where_it_should_be():
-    protos = synthetic.PROTOTYPES
-    truth = synthetic.true_distribution(
-        np.stack([protos[0], protos[4], protos[6], 0.15 * protos[4], 0.5 * protos[4] + 0.5 * protos[5]])
-    )
-    p = truth["expr_probs"]
-    assert p[0].argmax() == 0 and p[1].argmax() == 4 and p[2].argmax() == 6
-    assert p[0].max() > 0.75 and p[1].max() > 0.85 and p[2].max() > 0.85
-    assert p[3].argmax() == 0 and p[3].max() < 0.8 and p[3, 4] > p[3, 1:4].max()  # weak smile
-    assert p[4].max() < 0.6 and min(p[4, 4], p[4, 5]) > 0.15  # blend: happiness / sadness
-    assert truth["va_mean"][1, 0] > 0.5 and abs(truth["va_mean"][0]).max() < 1e-6
-    assert truth["au_probs"][0].max() < 0.05 and truth["au_probs"][1][6] > 0.95  # AU12 in a smile
-
-
-def test_bayes_limits_against_hand_computation():
-    p = np.array([[0.5, 0.5, 0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0, 0]], np.float32)
-    q = np.array([[0.5] * NUM_AU, [0.0] * NUM_AU], np.float32)
-    truth = {
-        "expr_probs": p,
-        "au_probs": q,
-        "va_mean": np.array([[0.5, 0.0], [-0.5, 0.0]]),
-        "va_std": np.array([[0.5, 0.5], [0.5, 0.5]]),
-    }
-    lim = synthetic.bayes_limits(truth)
-    assert lim["frames"] == 2
-    assert lim["expr_accuracy"] == pytest.approx(0.75)
-    assert lim["expr_nll"] == pytest.approx(np.log(2) / 2, abs=1e-6)
-    assert lim["au_accuracy"] == pytest.approx(0.75)
-    assert lim["au_nll"] == pytest.approx(np.log(2) / 2, abs=1e-6)
-    # var(m) = (0.25, 0), mean std^2 = 0.25: ccc = (2 * .25 / (.5 + .25) + 0) / 2 = 1 / 3
-    assert lim["va_ccc"] == pytest.approx(1.0 / 3.0)
-
-
 def test_ood_folder_and_meta(tiny):
     out, summary = tiny
     files = sorted(glob.glob(os.path.join(out, "ood", "*.jpg")))
@@ -265,3 +223,152 @@ def test_reader_loads_the_benchmark(tiny):
         truth = synthetic.load_truth(out, split)
         assert len(index) == len(truth["frame"])
         assert set(index.keys()) == {f"{v}/{f}" for v, f in zip(truth["video"], truth["frame"], strict=True)}
+
+
+def test_video_frames_do_not_depend_on_skipped_frames():
+    ident = render.identity(np.random.default_rng(0))
+    a, _ = label_model.au_track(np.random.default_rng(1), 6)
+    skip = np.array([False, True, False, False, True, False])
+    every = dict(render.video_frames(a, ident, np.random.default_rng(2), np.zeros(6, bool), 48))
+    some = dict(render.video_frames(a, ident, np.random.default_rng(2), skip, 48))
+    assert sorted(every) == list(range(6)) and sorted(some) == [0, 2, 3, 5]
+    for i, img in some.items():
+        assert img.dtype == np.uint8 and img.shape == (48, 48, 3)
+        np.testing.assert_array_equal(img, every[i])
+    assert not np.array_equal(every[0], every[5])
+
+
+def test_refuses_files_and_foreign_entries(tmp_path):
+    out = str(tmp_path / "b")
+    synthetic.generate(out, seed=0, **SMALL)
+    synthetic.generate(out, seed=1, **SMALL)  # a benchmark may be regenerated in place
+    open(os.path.join(out, "notes.txt"), "w").write("mine")
+    with pytest.raises(DataError, match="not the benchmark's.*notes.txt"):
+        synthetic.generate(out, seed=2, **SMALL)
+    assert open(os.path.join(out, "notes.txt")).read() == "mine"
+    with pytest.raises(DataError, match="not a folder"):
+        synthetic.generate(os.path.join(out, "notes.txt"), seed=0, **SMALL)
+    with pytest.raises(DataError, match="is a file") as err:
+        synthetic.generate(os.path.join(out, "notes.txt", "deeper", "b"), seed=0, **SMALL)
+    assert err.value.path == os.path.join(out, "notes.txt")
+
+
+class _FullDisk:
+    """A real open file whose writes fail as on a full disk."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def _disk_full(real_open, path, *args, **kwargs):
+    return _FullDisk(real_open(path, *args, **kwargs))
+
+
+def _no_permission(real_open, path, *args, **kwargs):
+    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+
+@pytest.mark.parametrize(
+    "where, fail, reason",
+    [
+        ("cropped_aligned", _disk_full, errno.ENOSPC),
+        ("annotations", _disk_full, errno.ENOSPC),
+        ("synthetic_truth", _disk_full, errno.ENOSPC),
+        (os.sep + "ood" + os.sep, _disk_full, errno.ENOSPC),
+        ("synthetic_meta.json", _disk_full, errno.ENOSPC),
+        ("annotations", _no_permission, errno.EACCES),
+        ("synthetic_truth", _no_permission, errno.EACCES),
+    ],
+)
+def test_a_failed_write_is_one_line_naming_the_file(tmp_path, monkeypatch, where, fail, reason):
+    """Writes into paths containing ``where`` fail (the module's ``open`` is replaced: no disk is filled)."""
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if where in str(path):
+            return fail(real_open, path, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "open", fake_open, raising=False)
+    out = str(tmp_path / "b")
+    with pytest.raises(DataError) as err:
+        synthetic.generate(out, seed=0, **SMALL)
+    message = str(err.value)
+    assert "\n" not in message and os.strerror(reason) in message
+    assert err.value.path.startswith(out) and where in err.value.path and message.startswith(err.value.path)
+    assert not os.path.exists(os.path.join(out, "synthetic_meta.json"))  # never looks finished
+
+
+def test_a_jpeg_that_does_not_encode_names_its_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic.cv2, "imencode", lambda *args, **kwargs: (False, None))
+    out = str(tmp_path / "b")
+    with pytest.raises(DataError, match="JPEG encoding failed") as err:
+        synthetic.generate(out, seed=0, **SMALL)
+    assert err.value.path.startswith(os.path.join(out, "cropped_aligned")) and err.value.path.endswith(".jpg")
+    with pytest.raises(DataError, match="JPEG encoding failed") as err:
+        synthetic.write_ood(out, seed=0, count=1, size=32)
+    assert err.value.path == os.path.join(out, "ood", "00001.jpg")
+
+
+def test_cli_failure_is_one_line_and_keeps_the_old_benchmark(tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "cli")
+    args = ["--out", out, "--train_videos", "1", "--val_videos", "1", "--frames_per_video", "3"]
+    args += ["--image_size", "32", "--ood_images", "1"]
+    monkeypatch.setattr(synthetic.cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(SystemExit) as exit_:
+        synthetic.main(args)
+    assert exit_.value.code == 2 and os.listdir(tmp_path) == []  # no folder, finished or not
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "JPEG encoding failed" in err
+    monkeypatch.undo()
+    synthetic.main(args)
+    files = sorted(glob.glob(os.path.join(out, "**", "*.*"), recursive=True))
+    before = {p: open(p, "rb").read() for p in files}
+    monkeypatch.setattr(synthetic.cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(SystemExit):
+        synthetic.main(args + ["--seed", "9"])
+    assert os.listdir(tmp_path) == ["cli"]
+    assert {p: open(p, "rb").read() for p in files} == before
+    assert sorted(glob.glob(os.path.join(out, "**", "*.*"), recursive=True)) == files
+
+
+def test_cli_process_prints_one_line_for_a_bad_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cmd = [
+        sys.executable,
+        "-m",
+        "emenet_tf.data.synthetic",
+        "--out",
+        str(blocker / "b"),
+        "--train_videos",
+        "1",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"error: {blocker}: is a file: cannot create the output folder under it"
+    )
+    bad = subprocess.run(
+        cmd[:4] + [str(tmp_path / "c"), "--image_size", "8"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: sizes must be positive"
+    )
