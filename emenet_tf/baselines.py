@@ -48,12 +48,11 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def apply_temperature(
-    values, temperature: float, kind: str = "categorical", logits: bool = False
-) -> np.ndarray:
+def apply_temperature(values, temperature, kind: str = "categorical", logits: bool = False) -> np.ndarray:
     """Probabilities after temperature scaling: softmax(z / T) over the last axis, or sigmoid(z / T).
 
-    values: probabilities (``logits=False``) or logits. Returns float64 probabilities.
+    values: probabilities (``logits=False``) or logits. temperature: a number, or an array that
+    broadcasts against the logits (one T per AU column, one per VA dimension). Returns float64.
     """
     z = np.asarray(values, np.float64) if logits else to_logits(values, kind)
     if kind == "categorical":
@@ -147,10 +146,8 @@ class TemperatureScaler:
         """Scaled copies of the ``expr``, ``au`` and ``va`` probabilities; other keys are passed through."""
         out = dict(probs)
         out["expr"] = apply_temperature(probs["expr"], self.expr, "categorical")
-        au = to_logits(probs["au"], "bernoulli") / np.asarray(self.au)
-        out["au"] = 1.0 / (1.0 + np.exp(-au))
-        va = to_logits(probs["va"], "categorical") / np.asarray(self.va)[:, None]
-        out["va"] = np.exp(_log_softmax(va))
+        out["au"] = apply_temperature(probs["au"], np.asarray(self.au), "bernoulli")  # one T per AU column
+        out["va"] = apply_temperature(probs["va"], np.asarray(self.va)[:, None], "categorical")  # per V, A
         return out
 
     def to_dict(self) -> dict:
@@ -179,10 +176,3 @@ def mc_predict(model, dataset, passes: int = 10) -> dict:
             "at inference (build it with mc_dropout=True and a dropout rate > 0)"
         )
     return pred
-
-
-def mc_dropout_predict(cfg, dataset, passes: int = 10, generation: int = 0, member: int = 0) -> dict:
-    """MC Dropout with a trained member (default: generation 0, member 0) of the run ``cfg``."""
-    from emenet_tf.training import load_member
-
-    return mc_predict(load_member(cfg, generation, member, mc_dropout=True), dataset, passes)

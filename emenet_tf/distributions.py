@@ -1,8 +1,8 @@
-"""TFP distributions over the three tasks, built from EMENet's logits where they are used.
+"""TFP distributions over the tasks, built from EMENet's logits where they are used (the losses).
 
-AU: 12 independent Bernoullis; EXPR: a 7-way Categorical; VA: a 20-bin Categorical for valence
-and one for arousal (batch shape (B, 2)), whose value is the expectation over the bin centres
-``labels.va_bin_centres()``: E[v] = sum_k p_k c_k.
+EXPR: a 7-way Categorical; VA: a 20-bin Categorical for valence and one for arousal (batch shape
+(B, 2)), whose value is the expectation over the bin centres ``labels.va_bin_centres()``:
+E[v] = sum_k p_k c_k.
 """
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ import tensorflow_probability as tfp
 from emenet_tf.labels import NUM_VA_BINS, va_bin_centres
 
 tfd = tfp.distributions
-
-
-def au_distribution(logits) -> tfp.distributions.Distribution:
-    """(B, 12) logits -> Independent(Bernoulli), batch (B,), event (12,)."""
-    return tfd.Independent(
-        tfd.Bernoulli(logits=tf.convert_to_tensor(logits, tf.float32)), reinterpreted_batch_ndims=1
-    )
 
 
 def expr_distribution(logits) -> tfp.distributions.Distribution:
@@ -39,8 +32,3 @@ def va_expectation(probs):
     """(..., 20) bin probabilities -> (...) value: sum_k p_k c_k over the bin centres c_k."""
     centres = tf.constant(va_bin_centres(NUM_VA_BINS), tf.float32)
     return tf.reduce_sum(tf.convert_to_tensor(probs, tf.float32) * centres, axis=-1)
-
-
-def va_expectation_from_logits(logits):
-    """(..., 20) logits -> (...) expected value: ``va_expectation(softmax(logits))``."""
-    return va_expectation(tf.nn.softmax(tf.convert_to_tensor(logits, tf.float32), axis=-1))

@@ -14,6 +14,7 @@ NUM_AU = len(AU_NAMES)
 AU_INDEX = {name: k for k, name in enumerate(AU_NAMES)}  # column of each AU in (N, 12) arrays
 NUM_EXPR = len(EXPR_NAMES)
 NUM_VA_BINS = 20
+VA_BIN_EDGE_TOLERANCE = 1e-4  # in bin widths; see va_to_bin
 
 AU_MISSING = -1
 EXPR_MISSING = -1
@@ -46,6 +47,14 @@ def va_bin_centres(num_bins: int = NUM_VA_BINS) -> np.ndarray:
 
 
 def va_to_bin(values: np.ndarray, num_bins: int = NUM_VA_BINS) -> np.ndarray:
-    """Index of the bin holding each value in [-1, 1] (1.0 goes to the last bin)."""
-    idx = np.floor((np.asarray(values, np.float64) + 1.0) / 2.0 * num_bins).astype(np.int64)
+    """Index of the bin holding each value in [-1, 1] (1.0 goes to the last bin).
+
+    A value within VA_BIN_EDGE_TOLERANCE bin widths below an edge counts as on it: -0.4 lies on
+    the edge of bins 5 and 6, but in binary floating point (-0.4 + 1) / 2 * 20 is 5.9999...,
+    which floor would put in bin 5 (float32, in the TF twin ``losses.va_to_bin``, is off by up
+    to ~2e-6 near 20). Annotations have 3 decimals: none lies closer than 0.01 widths below an
+    edge, so the tolerance never moves a real value.
+    """
+    position = (np.asarray(values, np.float64) + 1.0) / 2.0 * num_bins
+    idx = np.floor(position + VA_BIN_EDGE_TOLERANCE).astype(np.int64)
     return np.clip(idx, 0, num_bins - 1)

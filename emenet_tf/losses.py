@@ -12,7 +12,7 @@ import numpy as np
 
 from emenet_tf._keras import tf
 from emenet_tf.distributions import expr_distribution, tfd, va_distribution, va_expectation
-from emenet_tf.labels import NUM_AU, NUM_EXPR, NUM_VA_BINS
+from emenet_tf.labels import NUM_AU, NUM_EXPR, NUM_VA_BINS, VA_BIN_EDGE_TOLERANCE
 
 AU_POS_WEIGHT_CLIP = (1.0, 50.0)
 EXPR_CLASS_WEIGHT_CLIP = (0.05, 20.0)
@@ -81,7 +81,7 @@ def _mean_one_minus_ccc(pred, target, present):
 def va_to_bin(values, num_bins: int = NUM_VA_BINS):
     """Index (int32) of the VA bin holding each value in [-1, 1]: ``labels.va_to_bin`` in TF."""
     values = tf.cast(values, tf.float32)
-    idx = tf.cast(tf.floor((values + 1.0) / 2.0 * num_bins), tf.int32)
+    idx = tf.cast(tf.floor((values + 1.0) / 2.0 * num_bins + VA_BIN_EDGE_TOLERANCE), tf.int32)
     return tf.clip_by_value(idx, 0, num_bins - 1)
 
 

@@ -88,6 +88,7 @@ def ensure_data(cfg: TrainConfig) -> str:
     if os.path.exists(os.path.join(data_dir, "synthetic_meta.json")):
         logging.info("using the synthetic benchmark already in %s", data_dir)
         return data_dir
+    synthetic.check_out_dir(data_dir)  # never replace a folder of the user's that is not a benchmark
     with atomic_path(data_dir) as tmp:
         summary = synthetic.generate(tmp, **cfg.synthetic_args())
     logging.info("synthetic Aff-Wild2 benchmark: %s", json.dumps(summary, default=str))

@@ -4,13 +4,7 @@ import numpy as np
 import pytest
 
 from emenet_tf import labels
-from emenet_tf.distributions import (
-    au_distribution,
-    expr_distribution,
-    va_distribution,
-    va_expectation,
-    va_expectation_from_logits,
-)
+from emenet_tf.distributions import expr_distribution, va_distribution, va_expectation
 
 
 def _softmax(z):
@@ -21,18 +15,6 @@ def _softmax(z):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1)
-
-
-def test_au_distribution_entropy_and_log_prob(rng):
-    z = rng.normal(size=(4, 12)).astype(np.float32)
-    d = au_distribution(z)
-    assert d.batch_shape == (4,) and d.event_shape == (12,)
-    p = 1 / (1 + np.exp(-z.astype(np.float64)))
-    h = -(p * np.log(p) + (1 - p) * np.log(1 - p)).sum(-1)
-    np.testing.assert_allclose(d.entropy().numpy(), h, rtol=1e-5)
-    np.testing.assert_allclose(d.mean().numpy(), p, rtol=1e-5)
-    y = rng.integers(0, 2, (4, 12))
-    np.testing.assert_allclose(d.log_prob(y).numpy(), np.log(np.where(y == 1, p, 1 - p)).sum(-1), rtol=1e-5)
 
 
 def test_expr_distribution_entropy_and_probs(rng):
@@ -52,7 +34,6 @@ def test_va_distribution_is_per_dimension_over_bins(rng):
     np.testing.assert_allclose(d.entropy().numpy(), -(p * np.log(p)).sum(-1), rtol=1e-5)
     expected = (p * labels.va_bin_centres()).sum(-1)
     np.testing.assert_allclose(va_expectation(d.probs_parameter()).numpy(), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(va_expectation_from_logits(z).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_va_expectation_hand_values():

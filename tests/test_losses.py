@@ -70,6 +70,14 @@ def test_va_to_bin_matches_labels():
     np.testing.assert_array_equal(va_to_bin(values).numpy(), labels.va_to_bin(values))
 
 
+def test_va_to_bin_is_exact_for_every_three_decimal_label():
+    milli = np.arange(-1000, 1001)  # every value an annotation file can hold, in thousandths
+    exact = np.minimum((milli + 1000) * 20 // 2000, 19)  # integer arithmetic: no rounding at all
+    values = milli / 1000.0
+    np.testing.assert_array_equal(labels.va_to_bin(values), exact)
+    np.testing.assert_array_equal(va_to_bin(values.astype(np.float32)).numpy(), exact)
+
+
 def test_au_bce_closed_form_with_masked_nan(rng):
     y = rng.integers(0, 2, (B, 12)).astype(np.float32)
     z = rng.normal(size=(B, 12)).astype(np.float32)

@@ -318,7 +318,7 @@ def generate(
 def _write_meta(out_dir: str, summary: dict) -> None:
     """synthetic_meta.json: written last and whole (or not at all), it marks a finished benchmark."""
     path = os.path.join(out_dir, "synthetic_meta.json")
-    with _writing(path), atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, _writing(path), open(tmp, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
 
 
