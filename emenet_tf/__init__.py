@@ -1,3 +1,5 @@
 """EMENet-TF: multitask facial emotion recognition with iterative distillation for uncertainty."""
 
-__version__ = "0.1.0"
+from edge import __version__  # one version for the training side and the edge runtime
+
+__all__ = ["__version__"]

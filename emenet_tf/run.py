@@ -1,6 +1,6 @@
 """The whole job behind ``train.py``: checks, data, class weights, generations, evaluation, export.
 
-Order matters for a run folder that must never hold a lie: every flag and the data folder are
+TensorFlow is imported only once the checks have passed. Order matters for a run folder that must never hold a lie: every flag and the data folder are
 checked BEFORE anything is written; config.json is then written (or, on a rerun, compared with
 the saved one: a rerun that differs in anything that changes what was trained refuses, naming
 each difference); the synthetic data is generated once under the run's setup lock, so jobs that
@@ -19,20 +19,12 @@ from emenet_tf.config import RESUMABLE, TrainConfig, differences
 from emenet_tf.data import affwild2
 from emenet_tf.errors import ConfigError
 from emenet_tf.io import atomic_path, atomic_write_json, read_json
-from emenet_tf.losses import class_weights as compute_class_weights
-from emenet_tf.models import VARIANTS, min_image_size
 from emenet_tf.rundir import RunDir
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """Checks that need the model table or the file system, made before anything is written."""
-    if cfg.model not in VARIANTS:
-        raise ConfigError(f"--model {cfg.model!r} is unknown; choose one of {sorted(VARIANTS)}")
-    if cfg.image_size is not None and cfg.image_size < min_image_size(cfg.model):
-        raise ConfigError(
-            f"--image_size {cfg.image_size} is too small for --model={cfg.model}: "
-            f"it needs at least {min_image_size(cfg.model)}"
-        )
+def check_paths(cfg: TrainConfig) -> None:
+    """The folders and files the flags name, checked before anything is written (and before
+    TensorFlow loads, so a wrong path is reported at once)."""
     if cfg.data_dir is not None:
         if not os.path.exists(cfg.data_dir):
             raise ConfigError(f"--data_dir {cfg.data_dir} does not exist")
@@ -41,9 +33,22 @@ def check_config(cfg: TrainConfig) -> None:
         affwild2.check_data_dir(cfg.data_dir)
     if cfg.backbone_weights is not None and not os.path.isfile(cfg.backbone_weights):
         raise ConfigError(f"--backbone_weights {cfg.backbone_weights} is not a file")
-    run = RunDir(cfg.workdir)
-    if os.path.exists(run.root) and not os.path.isdir(run.root):
+    root = RunDir(cfg.workdir).root
+    if os.path.exists(root) and not os.path.isdir(root):
         raise ConfigError(f"--workdir {cfg.workdir} is a file, not a folder")
+
+
+def check_model(cfg: TrainConfig) -> None:
+    """The model flags against the variant table."""
+    from emenet_tf.models import VARIANTS, min_image_size
+
+    if cfg.model not in VARIANTS:
+        raise ConfigError(f"--model {cfg.model!r} is unknown; choose one of {sorted(VARIANTS)}")
+    if cfg.image_size is not None and cfg.image_size < min_image_size(cfg.model):
+        raise ConfigError(
+            f"--image_size {cfg.image_size} is too small for --model={cfg.model}: "
+            f"it needs at least {min_image_size(cfg.model)}"
+        )
 
 
 def save_config(cfg: TrainConfig) -> None:
@@ -112,14 +117,17 @@ def prepare(cfg: TrainConfig):
     Runs under the run folder's setup lock: a second job started at the same time waits here,
     then finds config and data in place. Returns (train index, validation index, class weights).
     """
-    check_config(cfg)
+    check_paths(cfg)
+    check_model(cfg)
     run = RunDir(cfg.workdir)
     os.makedirs(run.root, exist_ok=True)
     with locks.hold(run.lock_path, f"{run.root} (run setup)", wait=True):
         save_config(cfg)
         ensure_data(cfg)
         train_index, val_index = load_data(cfg)
-        weights = compute_class_weights(train_index, power=cfg.class_weight_power)
+        from emenet_tf.losses import class_weights
+
+        weights = class_weights(train_index, power=cfg.class_weight_power)
         atomic_write_json(run.class_weights_path, weights)
     return train_index, val_index, weights
 

@@ -33,7 +33,7 @@ from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_save_weights, atomic_write_json, atomic_write_text, describe_os_error
 from emenet_tf.labels import va_bin_centres
 from emenet_tf.models import build_emenet, input_size, load_backbone_weights
-from emenet_tf.rundir import CHECKPOINTS, HISTORY, LOCK, TEMPORARY_PREFIX, TENSORBOARD, RunDir
+from emenet_tf.rundir import BEST_WEIGHTS, CHECKPOINTS, HISTORY, LOCK, TEMPORARY_PREFIX, TENSORBOARD, RunDir
 from emenet_tf.uncertainty import va_expectation
 
 
@@ -309,11 +309,12 @@ def train_member(
         return best_path
     strategy = strategy or make_strategy(cfg.strategy)
     out_dir = run.member_dir(generation, member)
-    if not is_chief(strategy):
+    if not is_chief(strategy):  # the same steps (and collective reads) as the chief, in a scratch folder
         with tempfile.TemporaryDirectory(prefix="emenet-worker-") as scratch:
-            _fit_member(
+            net, state = _fit_member(
                 cfg, generation, member, scratch, train_index, val_index, class_weights, soft_labels, strategy
             )
+            _save_best(net, state, os.path.join(scratch, BEST_WEIGHTS))
         return best_path
     os.makedirs(out_dir, exist_ok=True)
     with locks.hold(os.path.join(out_dir, LOCK), f"{out_dir} (generation {generation} member {member})"):
@@ -323,14 +324,19 @@ def train_member(
         net, state = _fit_member(
             cfg, generation, member, out_dir, train_index, val_index, class_weights, soft_labels, strategy
         )
-        state.restore_best(net)
-        atomic_save_weights(net, best_path)
+        _save_best(net, state, best_path)
         atomic_write_json(
             run.done_path(generation, member),
             {"best_epoch": int(state.best_epoch.numpy()), "best_score": float(state.best_score.numpy())},
         )
         shutil.rmtree(os.path.join(out_dir, CHECKPOINTS), ignore_errors=True)
     return best_path
+
+
+def _save_best(net: keras.Model, state: MemberState, path: str) -> None:
+    """Put the best epoch's weights back into ``net`` and write them to ``path``."""
+    state.restore_best(net)
+    atomic_save_weights(net, path)
 
 
 def _fit_member(

@@ -38,12 +38,13 @@ def main(argv) -> int:
 
     try:
         cfg = config_from_flags()
+        from emenet_tf import run
+
+        run.check_paths(cfg)  # before TensorFlow loads: a wrong path is one line, at once
         if cfg.mixed_precision:
             from emenet_tf._keras import keras
 
             keras.mixed_precision.set_global_policy("mixed_float16")
-        from emenet_tf import run
-
         export_options = {"qat_epochs": FLAGS.qat_epochs, "allow_degraded": FLAGS.allow_degraded}
         result = run.run(cfg, evaluate=FLAGS.evaluate, export=FLAGS.export, export_options=export_options)
     except (ConfigError, DataError, ExportError, RunError, TrainingError, FileNotFoundError) as e:
