@@ -274,11 +274,11 @@ def edit_metadata(path, **changes):
     "changes, message",
     [
         ({"input.size": 64}, "input.size"),
-        ({"input.dtype": "uint8"}, "input.dtype"),
+        ({"input.dtype": "uint8", "input.scale": 1 / 255, "input.zero_point": 0}, "input.dtype"),
         ({"outputs": list(runtime.SINGLE_OUTPUTS[:-1]) + ["extra"]}, "outputs"),
         ({"expr_names": ["a", "b"]}, "outputs"),
         ({"format": "other/2"}, "format"),
-        ({"kind": "ensemble"}, "lacks outputs"),
+        ({"kind": "ensemble", "members": 3}, "lacks outputs"),
         ({"thresholds.expr_entropy": "high"}, "thresholds.expr_entropy"),
         ({"va_bin_centres": [0.0]}, "va_bin_centres"),
     ],
