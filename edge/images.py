@@ -233,9 +233,14 @@ def decode_image(data: np.ndarray, path, max_pixels=None) -> tuple:
         size = f"{rgb.shape[1]}x{rgb.shape[0]}"
         notes.insert(0, f"{header.width}x{header.height} JPEG decoded at 1/{scale} scale ({size}), above ")
         notes[0] += f"the {max_pixels / 1e6:g}-megapixel limit"
-    if header is not None and header.frames > 1:
-        notes.insert(0, f"animated {header.format.upper()}: only the first of {header.frames} frames is used")
     return rgb, "; ".join(notes) or None, scale
+
+
+def first_frame_only(header) -> str | None:
+    """'animated GIF: only the first of N frames is used' for an animated header, else None."""
+    if header is None or header.frames <= 1:
+        return None
+    return f"animated {header.format.upper()}: only the first of {header.frames} frames is used"
 
 
 def load_image(path, max_pixels=None) -> tuple:
@@ -244,5 +249,7 @@ def load_image(path, max_pixels=None) -> tuple:
     A JPEG above ``max_pixels`` (default MAX_IMAGE_PIXELS) comes back at 1/2, 1/4 or 1/8 scale (the note says so); any other
     image above it is an EdgeError. An animated file gives its first frame (the note says so).
     """
-    rgb, note, _ = decode_image(read_file(path), path, max_pixels)
-    return rgb, note
+    data = read_file(path)
+    rgb, note, _ = decode_image(data, path, max_pixels)
+    notes = [n for n in (first_frame_only(read_header(data)), note) if n]
+    return rgb, "; ".join(notes) or None

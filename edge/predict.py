@@ -19,7 +19,7 @@ import warnings
 import cv2
 
 from edge.faces import DETECT_SIZE, FaceDetector, box_iou, scale_box
-from edge.images import IMAGE_EXTENSIONS, decode_image, read_file, read_header
+from edge.images import IMAGE_EXTENSIONS, decode_image, first_frame_only, read_file, read_header
 from edge.runtime import EdgeError, EmotionModel, FallbackRuntimeWarning, result_to_json, to_rgb_uint8
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
@@ -163,8 +163,8 @@ class Runner:
             return
         if animated:
             self.counts.incomplete += 1
-            _say("warning", f"{path}: {note} (OpenCV cannot read its frames as a video)")
-        elif note:
+            _say("warning", f"{path}: {first_frame_only(header)} (OpenCV cannot read its frames as a video)")
+        if note:
             _say("note", f"{path}: {note}")
         full_size = (header.width, header.height) if scale > 1 else None
         self._predict_image(path, rgb, scale, full_size)

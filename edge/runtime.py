@@ -58,6 +58,20 @@ def _note_fallback_once():
         warnings.warn(FALLBACK_NOTE, FallbackRuntimeWarning, stacklevel=3)
 
 
+def _check_runtime_numpy():
+    """tflite-runtime (last release 2.14) is built for numpy 1.x: with numpy 2 its first model load
+    prints numpy's ABI banner and a traceback. Say it in one line instead."""
+    if RUNTIME != "tflite_runtime" or int(np.__version__.split(".")[0]) < 2:
+        return
+    version = str(getattr(importlib.import_module("tflite_runtime"), "__version__", ""))
+    major_minor = tuple(int(v) for v in version.split(".")[:2] if v.isdigit())
+    if len(major_minor) == 2 and major_minor <= (2, 14):
+        raise EdgeError(
+            f"tflite_runtime {version} needs numpy < 2 (numpy {np.__version__} is installed): "
+            'pip install "numpy<2" "opencv-python-headless==4.11.0.86", or install ai-edge-litert'
+        )
+
+
 def metadata_path(model_path) -> str:
     """The metadata JSON that belongs to a model: ``M.json`` beside ``M.tflite``."""
     return os.path.splitext(str(model_path))[0] + ".json"
@@ -213,6 +227,7 @@ def _load_runner(path: str, num_threads):
     if Interpreter is None:
         raise EdgeError("no TFLite interpreter installed: pip install ai-edge-litert (see edge/README.md)")
     _note_fallback_once()
+    _check_runtime_numpy()
     try:
         interpreter = Interpreter(model_path=path, num_threads=num_threads)
     except (ValueError, RuntimeError) as e:
