@@ -158,9 +158,14 @@ def read_header(data) -> ImageHeader | None:
     return None
 
 
+def within_limit(header: ImageHeader, max_pixels=None) -> bool:
+    """Whether an image can be decoded at full size: at most ``max_pixels`` (default MAX_IMAGE_PIXELS)."""
+    return header.pixels <= (MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
+
+
 def reduction(header: ImageHeader, max_pixels: int) -> int:
     """1 if the image fits ``max_pixels``; else the smallest JPEG decode scale 2, 4, 8 that fits; else 0."""
-    if header.pixels <= max_pixels:
+    if within_limit(header, max_pixels):
         return 1
     if header.format != "jpeg":
         return 0

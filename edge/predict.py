@@ -19,7 +19,14 @@ import warnings
 import cv2
 
 from edge.faces import DETECT_SIZE, FaceDetector, box_iou, scale_box
-from edge.images import IMAGE_EXTENSIONS, decode_image, first_frame_only, read_file, read_header
+from edge.images import (
+    IMAGE_EXTENSIONS,
+    decode_image,
+    first_frame_only,
+    read_file,
+    read_header,
+    within_limit,
+)
 from edge.runtime import EdgeError, EmotionModel, FallbackRuntimeWarning, result_to_json, to_rgb_uint8
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
@@ -150,12 +157,13 @@ class Runner:
 
         An animated image runs as a video; if OpenCV cannot play it, its first frame is used with a
         warning. A JPEG above the pixel limit is decoded at a reduced scale; boxes are in full-size pixels.
+        Other images above the limit, animated or not, are refused before decoding.
         """
         try:
             data = read_file(path) if data is None else data
             header = read_header(data)
             animated = header is not None and header.frames > 1
-            if animated and self._run_animation(path, header.frames):
+            if animated and within_limit(header) and self._run_animation(path, header.frames):
                 return
             rgb, note, scale = decode_image(data, path)
         except _INPUT_ERRORS as e:
@@ -324,6 +332,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _alpha(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -350,7 +365,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--detect_size",
-        type=int,
+        type=_non_negative_int,
         default=DETECT_SIZE,
         metavar="PX",
         help=f"detect faces on a copy at most PX pixels a side (default {DETECT_SIZE}; 0: full size)",

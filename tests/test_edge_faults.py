@@ -300,6 +300,15 @@ def test_animated_gif_runs_every_frame_like_a_video(models, tmp_path, capsys):
     assert summary(err) == "summary: 3 processed, 0 failed, 0 no face"
 
 
+def test_oversized_animation_is_refused_before_decoding(models, tmp_path, capsys, monkeypatch):
+    gif = write_gif(tmp_path / "anim.gif", gif_frames())
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 2000)  # 48 x 48 = 2304 pixels a frame
+    code, records, err = run_cli(["--model", models["single_float"], "--no_face_detection", gif], capsys)
+    assert code == 2 and records == []
+    assert f"error: {gif}: image is 48x48 (0 megapixels), above the 0.002-megapixel limit" in err
+    assert summary(err) == "summary: 0 processed, 1 failed, 0 no face"
+
+
 def test_animation_opencv_cannot_play_uses_the_first_frame_and_says_so(models, tmp_path, capsys, monkeypatch):
     gif = write_gif(tmp_path / "anim.gif", gif_frames())
 
