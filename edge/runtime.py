@@ -170,8 +170,8 @@ def _check_thresholds(meta, path):
         raise _meta_error(path, "thresholds", thresholds, "must be an object")
     for key, allow_null in (("expr_entropy", False), ("ood_epistemic", True)):
         value = thresholds.get(key)
-        in_range = value is None or -_ENTROPY_SLACK <= value <= 1.0 + _ENTROPY_SLACK
-        if not _check_number(value, allow_null) or not in_range:
+        is_number = _check_number(value, allow_null)
+        if not is_number or (value is not None and not -_ENTROPY_SLACK <= value <= 1.0 + _ENTROPY_SLACK):
             why = "must be a number in [0, 1]" + (" or null" if allow_null else "")
             raise _meta_error(path, f"thresholds.{key}", value, why)
 

@@ -418,6 +418,8 @@ def test_frame_reader_skips_failures_only_within_the_announced_frames():
         ("single_float", {"thresholds.expr_entropy": 1.5}, "thresholds.expr_entropy", "1.5"),
         ("single_float", {"thresholds.expr_entropy": -0.1}, "thresholds.expr_entropy", "-0.1"),
         ("single_float", {"thresholds.expr_entropy": math.nan}, "thresholds.expr_entropy", "nan"),
+        ("single_float", {"thresholds.expr_entropy": "high"}, "thresholds.expr_entropy", "'high'"),
+        ("single_float", {"thresholds.expr_entropy": True}, "thresholds.expr_entropy", "True"),
         ("ensemble_float", {"thresholds.ood_epistemic": 2.0}, "thresholds.ood_epistemic", "2.0"),
         ("ensemble_float", {"thresholds.ood_epistemic": math.inf}, "thresholds.ood_epistemic", "inf"),
         ("single_float", {"va_bin_centres": [0.5, 0.2, 0.9]}, "va_bin_centres", "[0.5, 0.2, 0.9]"),
