@@ -1,6 +1,8 @@
 """Per-face latency and file size of exported .tflite models, against a reference model, on this machine.
 
 Usage: python benchmarks/edge_latency.py EXPORT_DIR [--reference M.tflite] [--runs 200] [--threads 1,4]
+Uses the interpreter the edge runtime picks (``ai_edge_litert``, else ``tflite_runtime``): run it in a
+venv with only tflite-runtime to time the fallback (edge/README.md, "Which runtime").
 Times ``invoke()`` of every ``*.tflite`` in EXPORT_DIR (and the reference) on a random input of
 the model's own input shape and dtype: median over ``--runs`` invokes after ``--warmup``, at each
 thread count. Prints a table and the ratio student_int8 / reference. The reference a user would
@@ -12,12 +14,17 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.metadata
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edge.runtime import RUNTIME, RUNTIMES, Interpreter  # noqa: E402  (the edge runtime's choice)
 
 
 def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(f"--reference {args.reference} does not exist")
         paths.append(args.reference)
     rows = measure(paths, threads, args.runs, args.warmup)
+    package = dict(RUNTIMES)[RUNTIME]
+    print(f"runtime: {package} {importlib.metadata.version(package)}, numpy {np.__version__}")
     print(f"median of {args.runs} invokes after {args.warmup} warm-up, {os.cpu_count()} CPUs visible")
     print_table(rows, threads)
     by_name = {r["model"]: r for r in rows}

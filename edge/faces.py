@@ -6,6 +6,12 @@ Two backends, tried in this order:
 - The Haar cascade ``haarcascade_frontalface_default.xml``: shipped in ``cv2.data.haarcascades`` by
   opencv-python(-headless) 4.x, or by Debian's ``opencv-data`` package. OpenCV 5 has neither the
   cascade files nor ``cv2.CascadeClassifier``; there a YuNet file is needed.
+
+Detection runs on a copy whose longer side is at most ``detect_size`` pixels (default
+``DETECT_SIZE``), and the boxes are mapped back to the full image: memory and time stay bounded
+however large the photo, at the cost of faces smaller than ``min_size / detect_size`` of the
+image's longer side. A detector that fails (OpenCV out of memory) is rebuilt, so the next image
+does not inherit its state.
 """
 
 import os
@@ -13,9 +19,12 @@ import os
 import cv2
 import numpy as np
 
-from edge.runtime import EdgeError
+from edge.errors import EdgeError
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
+# Longest side of the copy faces are detected on (0: detect at full size). 640 px finds faces of at
+# least min_size (24 px) / 640 = 4% of the longer side, and is YuNet's usual working size.
+DETECT_SIZE = 640
 _HAAR_DIRS = (
     "/usr/share/opencv4/haarcascades",
     "/usr/share/opencv/haarcascades",
@@ -52,6 +61,13 @@ def square_box(box, image_width: int, image_height: int, margin: float) -> tuple
     return (x0, y0, side, side)
 
 
+def scale_box(box, factor: float, image_width: int, image_height: int) -> tuple:
+    """(x, y, w, h) times ``factor``, rounded, kept inside an ``image_width`` x ``image_height`` image."""
+    x, y, w, h = (int(round(float(v) * factor)) for v in box)
+    x, y = min(max(x, 0), image_width - 1), min(max(y, 0), image_height - 1)
+    return (x, y, max(1, min(w, image_width - x)), max(1, min(h, image_height - y)))
+
+
 def box_iou(a, b) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
@@ -65,13 +81,23 @@ class FaceDetector:
     """Finds faces in an RGB uint8 image; ``detect`` returns square boxes (x, y, s, s), left to right."""
 
     def __init__(
-        self, model_path=None, margin: float = 0.1, min_size: int = 24, score_threshold: float = 0.7
+        self,
+        model_path=None,
+        margin: float = 0.1,
+        min_size: int = 24,
+        score_threshold: float = 0.7,
+        detect_size: int = DETECT_SIZE,
     ):
         self.margin = margin
-        self.min_size = min_size
+        self.min_size = min_size  # in pixels of the detection copy
         self.score_threshold = score_threshold
-        if model_path is not None:
-            self._init_yunet(str(model_path))
+        self.detect_size = detect_size
+        self.model_path = None if model_path is None else str(model_path)
+        self._init_backend()
+
+    def _init_backend(self):
+        if self.model_path is not None:
+            self._init_yunet(self.model_path)
         else:
             self._init_haar()
 
@@ -109,8 +135,28 @@ class FaceDetector:
         )
         return [tuple(b) for b in found]
 
-    def detect(self, image_rgb: np.ndarray) -> list:
-        """Square face boxes (x, y, s, s) in pixels, with the margin, sorted left to right."""
+    def _detection_copy(self, image_rgb: np.ndarray) -> tuple:
+        """(image to detect on, factor from its pixels to the full image's): at most detect_size a side."""
+        longest = max(image_rgb.shape[:2])
+        if self.detect_size <= 0 or longest <= self.detect_size:
+            return image_rgb, 1.0
+        factor = longest / self.detect_size
         height, width = image_rgb.shape[:2]
-        boxes = [square_box(b, width, height, self.margin) for b in self._raw_boxes(image_rgb)]
+        size = (max(1, int(round(width / factor))), max(1, int(round(height / factor))))
+        return cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA), factor
+
+    def detect(self, image_rgb: np.ndarray) -> list:
+        """Square face boxes (x, y, s, s) in full-image pixels, with the margin, sorted left to right.
+
+        EdgeError if OpenCV fails (e.g. out of memory); the detector is then rebuilt for the next image.
+        """
+        height, width = image_rgb.shape[:2]
+        small, factor = self._detection_copy(image_rgb)
+        try:
+            raw = self._raw_boxes(small)
+        except (cv2.error, MemoryError) as e:
+            self._init_backend()
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise EdgeError(f"face detection failed ({text}); the detector was reset") from None
+        boxes = [square_box([v * factor for v in b], width, height, self.margin) for b in raw]
         return sorted(boxes)

@@ -2,6 +2,7 @@
 
     python -m edge.predict --model M.tflite INPUT... [--camera N] [--no_face_detection]
         [--threads N] [--smooth ALPHA] [--every N] [--face_model YUNET.onnx] [--max_frames N]
+        [--detect_size PX]
 
 Prints one JSON line per face to stdout; notes, warnings, errors and a summary go to stderr.
 Exit code: 0 if at least one image or frame gave a result, 1 if the model could not be loaded,
@@ -9,19 +10,30 @@ Exit code: 0 if at least one image or frame gave a result, 1 if the model could 
 """
 
 import argparse
+import math
 import os
 import sys
 import time
+import warnings
 
 import cv2
 
-from edge.faces import FaceDetector, box_iou
-from edge.runtime import EdgeError, EmotionModel, load_image, result_to_json, to_rgb_uint8
+from edge.faces import DETECT_SIZE, FaceDetector, box_iou, scale_box
+from edge.images import (
+    IMAGE_EXTENSIONS,
+    decode_image,
+    first_frame_only,
+    read_file,
+    read_header,
+    within_limit,
+)
+from edge.runtime import EdgeError, EmotionModel, FallbackRuntimeWarning, result_to_json, to_rgb_uint8
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
-_INPUT_ERRORS = (EdgeError, OSError, cv2.error, RuntimeError)
+# MemoryError: one input too large for this device must not end the run (the next may fit).
+_INPUT_ERRORS = (EdgeError, OSError, cv2.error, RuntimeError, MemoryError)
 _TRACK_IOU = 0.3
+_MAX_BAD_FRAMES = 8  # frames in a row that fail to decode before a video counts as ended there
 
 
 def _say(kind: str, message: str):
@@ -29,15 +41,69 @@ def _say(kind: str, message: str):
 
 
 class Counts:
-    """Images or frames that gave results, inputs that failed, images or frames with no face."""
+    """Images or frames that gave results, inputs that failed, images or frames with no face, and
+    videos or animations read only in part (truncated, undecodable frames, first frame only)."""
 
     def __init__(self):
         self.processed = 0
         self.failed = 0
         self.no_face = 0
+        self.incomplete = 0
 
     def summary(self) -> str:
-        return f"{self.processed} processed, {self.failed} failed, {self.no_face} no face"
+        text = f"{self.processed} processed, {self.failed} failed, {self.no_face} no face"
+        return text + (f", {self.incomplete} incomplete" if self.incomplete else "")
+
+
+class FrameReader:
+    """(index, frame) pairs of a capture. Frames that fail to decode before the ``expected`` count are
+    skipped (up to _MAX_BAD_FRAMES in a row) and listed in ``bad``, so indices stay the video's own."""
+
+    def __init__(self, capture, expected=None):
+        self.capture = capture
+        self.expected = expected
+        self.position = 0  # index of the next frame
+        self.bad = []
+
+    def __iter__(self):
+        pending = []
+        while True:
+            ok, frame = self.capture.read()
+            if ok and frame is not None:
+                self.bad += pending
+                self.position += len(pending)
+                pending = []
+                yield self.position, frame
+                self.position += 1
+            elif self._may_skip(len(pending)):
+                pending.append(self.position + len(pending))
+            else:
+                return
+
+    def _may_skip(self, failed_in_a_row: int) -> bool:
+        """After a failed read: go on if more frames are announced and < _MAX_BAD_FRAMES failed in a row."""
+        announced_more = self.expected and self.position + failed_in_a_row + 1 < self.expected
+        return bool(announced_more) and failed_in_a_row < _MAX_BAD_FRAMES
+
+    def losses(self) -> list:
+        """One line per kind of loss once the stream has ended: skipped frames, frames never read."""
+        lines = []
+        if self.bad:
+            lines.append(
+                f"{len(self.bad)} frame(s) could not be decoded and were skipped (first: frame {self.bad[0]})"
+            )
+        if self.expected and self.position < self.expected:
+            lines.append(
+                f"ended after {self.position} of the {self.expected} frames its header announces "
+                "(truncated or corrupt file)"
+            )
+        return lines
+
+
+def frame_count(capture):
+    """Frames a video file announces (CAP_PROP_FRAME_COUNT), or None for a camera or an unusable value."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if math.isfinite(count) and 0 < count < 2**31 else None
 
 
 class Smoother:
@@ -82,57 +148,99 @@ class Runner:
         for box, raw in items:
             print(result_to_json(self.model.to_result(raw, box, source, frame)), flush=True)
 
-    def run_image(self, path: str, image=None) -> None:
-        """One image file (or an already decoded image): results, or a counted error / no face."""
+    def _fail(self, where: str, error: Exception) -> None:
+        self.counts.failed += 1
+        _say("error", _one_line(error, where))
+
+    def run_image(self, path: str, data=None) -> None:
+        """One image file (``data``: its bytes, if read): results, or a counted error / no face.
+
+        An animated image runs as a video; if OpenCV cannot play it, its first frame is used with a
+        warning. A JPEG above the pixel limit is decoded at a reduced scale; boxes are in full-size pixels.
+        Other images above the limit, animated or not, are refused before decoding.
+        """
         try:
-            rgb, note = load_image(path) if image is None else to_rgb_uint8(image)
-            if note:
-                _say("note", f"{path}: {note}")
+            data = read_file(path) if data is None else data
+            header = read_header(data)
+            animated = header is not None and header.frames > 1
+            if animated and within_limit(header) and self._run_animation(path, header.frames):
+                return
+            rgb, note, scale = decode_image(data, path)
+        except _INPUT_ERRORS as e:
+            self._fail(path, e)
+            return
+        if animated:
+            self.counts.incomplete += 1
+            _say("warning", f"{path}: {first_frame_only(header)} (OpenCV cannot read its frames as a video)")
+        if note:
+            _say("note", f"{path}: {note}")
+        full_size = (header.width, header.height) if scale > 1 else None
+        self._predict_image(path, rgb, scale, full_size)
+
+    def _predict_image(self, path: str, rgb, scale: int = 1, full_size=None) -> None:
+        try:
             items = self.model.predict_raw(rgb, self.detect)
         except _INPUT_ERRORS as e:
-            self.counts.failed += 1
-            _say("error", _one_line(e, path))
+            self._fail(path, e)
             return
         if not items:
             self.counts.no_face += 1
             _say("warning", f"{path}: no face found")
             return
+        if scale > 1:
+            items = [(scale_box(box, scale, *full_size), raw) for box, raw in items]
         self.counts.processed += 1
         self._emit(items, path, None)
 
-    def run_stream(self, capture, source: str) -> None:
-        """A video file or camera: every N-th frame, optional smoothing, frames per second at the end."""
+    def _run_animation(self, path: str, frames: int) -> bool:
+        """Every frame of an animated image, as a video; False if OpenCV cannot read its frames."""
+        probe = cv2.VideoCapture(path)
+        playable = probe.isOpened() and probe.read()[0]
+        probe.release()
+        if playable:
+            self.run_stream(cv2.VideoCapture(path), path, expected=frames)
+        return bool(playable)
+
+    def run_stream(self, capture, source: str, expected=None) -> None:
+        """A video, camera or animated image: every N-th frame, optional smoothing, frames/s at the end.
+
+        ``expected``: frames the file announces (default: the container's frame count). Frames that
+        fail to decode, or a stream that ends early, give one warning line and count as incomplete.
+        """
         smoother = Smoother(self.model, self.args.smooth)
-        index = done = 0
+        reader = FrameReader(capture, expected or frame_count(capture))
+        done, stopped = 0, False
         start = time.perf_counter()
         try:
-            while self.args.max_frames <= 0 or done < self.args.max_frames:
-                ok, frame = capture.read()
-                if not ok or frame is None:
+            for index, frame in reader:
+                if 0 < self.args.max_frames <= done:
+                    stopped = True
                     break
                 if index % self.args.every == 0:
                     self._run_frame(frame, source, index, smoother)
                     done += 1
-                index += 1
         except KeyboardInterrupt:
+            stopped = True
             _say("note", f"{source}: interrupted")
         finally:
             capture.release()
         seconds = time.perf_counter() - start
-        if index == 0:
-            self.counts.failed += 1
-            _say("error", f"{source}: cannot read any frame")
+        if reader.position == 0:
+            self._fail(source, EdgeError(f"{source}: cannot read any frame"))
             return
         fps = done / seconds if seconds > 0 else float("inf")
-        _say("info", f"{source}: {done} of {index} frames in {seconds:.2f} s ({fps:.1f} frames/s)")
+        _say("info", f"{source}: {done} of {reader.position} frames in {seconds:.2f} s ({fps:.1f} frames/s)")
+        losses = [] if stopped else reader.losses()
+        for line in losses:
+            _say("warning", f"{source}: {line}")
+        self.counts.incomplete += bool(losses)
 
     def _run_frame(self, frame, source: str, index: int, smoother: Smoother) -> None:
         try:
             rgb, _ = to_rgb_uint8(frame)
             items = self.model.predict_raw(rgb, self.detect)
         except _INPUT_ERRORS as e:
-            self.counts.failed += 1
-            _say("error", _one_line(e, f"{source} frame {index}"))
+            self._fail(f"{source} frame {index}", e)
             return
         if not items:
             self.counts.no_face += 1
@@ -189,11 +297,12 @@ class Runner:
 
     def _run_unknown(self, path: str) -> None:
         try:
-            image = load_image(path)
-        except EdgeError:
-            image = None
-        if image is not None:
-            self.run_image(path)
+            data = read_file(path)
+        except EdgeError as e:
+            self._fail(path, e)
+            return
+        if read_header(data) is not None or _decodes(data, path):
+            self.run_image(path, data)
             return
         capture = cv2.VideoCapture(path)
         if capture.isOpened():
@@ -201,6 +310,14 @@ class Runner:
         else:
             self.counts.failed += 1
             _say("error", f"{path}: neither an image nor a video OpenCV can read")
+
+
+def _decodes(data, path) -> bool:
+    try:
+        decode_image(data, path)
+    except EdgeError:
+        return False
+    return True
 
 
 def _one_line(error: Exception, where: str) -> str:
@@ -212,6 +329,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -239,6 +363,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--max_frames", type=int, default=0, help="stop each video/camera after N processed frames"
     )
+    p.add_argument(
+        "--detect_size",
+        type=_non_negative_int,
+        default=DETECT_SIZE,
+        metavar="PX",
+        help=f"detect faces on a copy at most PX pixels a side (default {DETECT_SIZE}; 0: full size)",
+    )
     args = p.parse_args(argv)
     if not args.inputs and args.camera is None:
         p.error("give at least one INPUT or --camera N")
@@ -246,17 +377,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _quiet_opencv():
-    """OpenCV's own WARN lines (FFmpeg probing a non-video file, a missing camera) would repeat ours."""
+    """OpenCV's and FFmpeg's own lines (probing a non-video file, a missing camera, a corrupt frame)
+    would repeat ours; FFmpeg reads OPENCV_FFMPEG_LOGLEVEL (-8: quiet) when the first capture opens."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if logging is not None:
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+
+
+def load_model(path: str, threads) -> EmotionModel:
+    """EmotionModel; the runtime's warnings (e.g. the slower tflite_runtime fallback) one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = EmotionModel(path, num_threads=threads)
+    for w in caught:
+        _say("note" if issubclass(w.category, FallbackRuntimeWarning) else "warning", str(w.message))
+    return model
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     _quiet_opencv()
     try:
-        model = EmotionModel(args.model, num_threads=args.threads)
+        model = load_model(args.model, args.threads)
     except EdgeError as e:
         _say("error", f"cannot load model: {_one_line(e, args.model)}")
         return 1
@@ -266,6 +409,7 @@ def main(argv=None) -> int:
         except EdgeError as e:
             _say("error", _one_line(e, "face detection"))
             return 2
+        model.face_detector.detect_size = args.detect_size
     runner = Runner(model, args)
     try:
         for path in args.inputs:

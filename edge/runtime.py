@@ -5,30 +5,73 @@ TensorFlow or ``emenet_tf``. The model contract (signature ``serving_default``, 
 post-processed outputs, metadata JSON beside the model) is in docs/ARCHITECTURE.md, "Exported models".
 """
 
+import importlib
 import json
 import math
 import os
+import warnings
 
 import cv2
 import numpy as np
 
 from edge.contract import ENSEMBLE_EXTRA_OUTPUTS, FORMAT, INPUT_NAME, SIGNATURE, SINGLE_OUTPUTS
+from edge.errors import EdgeError
+from edge.images import load_image, to_rgb_uint8  # noqa: F401  (re-exported: edge.runtime.load_image)
 from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation
 
-try:
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError:  # older installs (e.g. some Raspberry Pi images) ship tflite_runtime instead
-    try:
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:
-        Interpreter = None
-
+# The TFLite interpreters the runtime can use, best first (module, pip package).
+RUNTIMES = (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime"))
+# Said once per process when the runtime falls back to tflite_runtime; figures in edge/README.md.
+FALLBACK_NOTE = (
+    "using tflite_runtime because ai_edge_litert is not installed: int8 models run 5-8x slower under "
+    "tflite-runtime 2.14 than under ai-edge-litert 2.3 (x86, 1 thread), float32 models as fast, so "
+    "there the float32 model is the faster one; pip install ai-edge-litert if your board has a wheel, "
+    "else use the float32 model (edge/README.md, 'Which runtime')"
+)
 INPUT_DTYPES = ("float32", "uint8", "int8")
+# A threshold calibrated on float32 entropies of near-uniform outputs can pass 1 by rounding (~1e-7).
+_ENTROPY_SLACK = 1e-6
 _TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
 
 
-class EdgeError(ValueError):
-    """A model, metadata file or input the edge runtime cannot use; the message says which and why."""
+class FallbackRuntimeWarning(RuntimeWarning):
+    """The slower ``tflite_runtime`` interpreter is in use (``ai_edge_litert`` is not installed)."""
+
+
+def find_interpreter() -> tuple:
+    """(Interpreter class, module name) of the first importable runtime in RUNTIMES, or (None, None)."""
+    for module, _ in RUNTIMES:
+        try:
+            return importlib.import_module(f"{module}.interpreter").Interpreter, module
+        except ImportError:
+            continue
+    return None, None
+
+
+Interpreter, RUNTIME = find_interpreter()
+_fallback_noted = False
+
+
+def _note_fallback_once():
+    """Warn (FallbackRuntimeWarning) the first time a model is loaded with a fallback runtime."""
+    global _fallback_noted
+    if RUNTIME != RUNTIMES[0][0] and Interpreter is not None and not _fallback_noted:
+        _fallback_noted = True
+        warnings.warn(FALLBACK_NOTE, FallbackRuntimeWarning, stacklevel=3)
+
+
+def _check_runtime_numpy():
+    """tflite-runtime (last release 2.14) is built for numpy 1.x: with numpy 2 its first model load
+    prints numpy's ABI banner and a traceback. Say it in one line instead."""
+    if RUNTIME != "tflite_runtime" or int(np.__version__.split(".")[0]) < 2:
+        return
+    version = str(getattr(importlib.import_module("tflite_runtime"), "__version__", ""))
+    major_minor = tuple(int(v) for v in version.split(".")[:2] if v.isdigit())
+    if len(major_minor) == 2 and major_minor <= (2, 14):
+        raise EdgeError(
+            f"tflite_runtime {version} needs numpy < 2 (numpy {np.__version__} is installed): "
+            'pip install "numpy<2" "opencv-python-headless==4.11.0.86", or install ai-edge-litert'
+        )
 
 
 def metadata_path(model_path) -> str:
@@ -51,6 +94,9 @@ def _check_names(meta, path, key, count=None):
         raise _meta_error(path, key, names, "must be a non-empty list of strings")
     if count is not None and len(names) != count:
         raise _meta_error(path, key, names, f"must have {count} entries")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # results are keyed by name: a repeated name would hide one output
+        raise _meta_error(path, key, repeated, "must not repeat a name")
 
 
 def _check_number(value, allow_null=False) -> bool:
@@ -59,36 +105,86 @@ def _check_number(value, allow_null=False) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_input_quantization(spec, path):
+    """float32: scale and zero_point null; uint8 / int8: scale > 0, zero point in the type's range."""
+    scale, zero_point = spec.get("scale"), spec.get("zero_point")
+    if spec["dtype"] == "float32":
+        for key, value in (("scale", scale), ("zero_point", zero_point)):
+            if value is not None:
+                raise _meta_error(path, f"input.{key}", value, "must be null for a float32 input")
+        return
+    if not _check_number(scale) or scale <= 0:
+        raise _meta_error(
+            path, "input.scale", scale, f"must be a positive number for a {spec['dtype']} input"
+        )
+    info = np.iinfo(spec["dtype"])
+    if not _is_int(zero_point) or not info.min <= zero_point <= info.max:
+        why = f"must be an integer in [{info.min}, {info.max}] for a {spec['dtype']} input"
+        raise _meta_error(path, "input.zero_point", zero_point, why)
+
+
 def _check_input_spec(spec, path):
     if not isinstance(spec, dict):
         raise _meta_error(path, "input", spec, "must be an object")
     if spec.get("name") != INPUT_NAME:
         raise _meta_error(path, "input.name", spec.get("name"), f"must be {INPUT_NAME!r}")
     size = spec.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if not _is_int(size) or size < 1:
         raise _meta_error(path, "input.size", size, "must be a positive integer")
     if spec.get("channels") != "RGB":
         raise _meta_error(path, "input.channels", spec.get("channels"), "must be 'RGB'")
     if spec.get("dtype") not in INPUT_DTYPES:
         raise _meta_error(path, "input.dtype", spec.get("dtype"), f"must be one of {INPUT_DTYPES}")
     rng = spec.get("range")
-    if not (
-        isinstance(rng, list) and len(rng) == 2 and all(_check_number(v) for v in rng) and rng[0] < rng[1]
-    ):
-        raise _meta_error(path, "input.range", rng, "must be [low, high] with low < high")
+    if not (isinstance(rng, list) and len(rng) == 2 and all(_check_number(v) for v in rng) and rng == [0, 1]):
+        raise _meta_error(path, "input.range", rng, "must be [0, 1] (pixels / 255, as in training)")
+    _check_input_quantization(spec, path)
+
+
+def _check_members(meta, path):
+    members = meta.get("members")
+    if not _is_int(members) or members < 1:
+        raise _meta_error(path, "members", members, "must be a positive integer")
+    if meta["kind"] == "single" and members != 1:
+        raise _meta_error(path, "members", members, "must be 1 for kind 'single'")
+    if meta["kind"] == "ensemble" and members < 2:
+        raise _meta_error(path, "members", members, "must be at least 2 for kind 'ensemble'")
+
+
+def _check_bin_centres(meta, path):
+    centres = meta.get("va_bin_centres")
+    if not (isinstance(centres, list) and len(centres) >= 2 and all(_check_number(c) for c in centres)):
+        raise _meta_error(path, "va_bin_centres", centres, "must be a list of at least 2 numbers")
+    if not all(-1.0 <= c <= 1.0 for c in centres) or not np.all(np.diff(centres) > 0):
+        raise _meta_error(path, "va_bin_centres", centres, "must increase strictly within [-1, 1]")
+
+
+def _check_thresholds(meta, path):
+    """Both thresholds compare normalised entropies, so they lie in [0, 1]; ood_epistemic may be null."""
+    thresholds = meta.get("thresholds")
+    if not isinstance(thresholds, dict):
+        raise _meta_error(path, "thresholds", thresholds, "must be an object")
+    for key, allow_null in (("expr_entropy", False), ("ood_epistemic", True)):
+        value = thresholds.get(key)
+        is_number = _check_number(value, allow_null)
+        if not is_number or (value is not None and not -_ENTROPY_SLACK <= value <= 1.0 + _ENTROPY_SLACK):
+            why = "must be a number in [0, 1]" + (" or null" if allow_null else "")
+            raise _meta_error(path, f"thresholds.{key}", value, why)
 
 
 def validate_metadata(meta, path) -> dict:
-    """Check a metadata dict against the schema in ARCHITECTURE.md; raise EdgeError naming the key."""
+    """Check a metadata dict's types and ranges (schema: ARCHITECTURE.md); EdgeError naming the key."""
     if not isinstance(meta, dict):
         raise _meta_error(path, "root", type(meta).__name__, "must be a JSON object")
     if meta.get("format") != FORMAT:
         raise _meta_error(path, "format", meta.get("format"), f"must be {FORMAT!r}")
     if meta.get("kind") not in ("single", "ensemble"):
         raise _meta_error(path, "kind", meta.get("kind"), "must be 'single' or 'ensemble'")
-    members = meta.get("members")
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise _meta_error(path, "members", members, "must be a positive integer")
+    _check_members(meta, path)
     _check_input_spec(meta.get("input"), path)
     _check_names(meta, path, "outputs")
     missing = [n for n in required_outputs(meta["kind"]) if n not in meta["outputs"]]
@@ -96,16 +192,8 @@ def validate_metadata(meta, path) -> dict:
         raise _meta_error(path, "outputs", missing, f"lacks outputs a {meta['kind']} model must have")
     _check_names(meta, path, "expr_names")
     _check_names(meta, path, "au_names")
-    centres = meta.get("va_bin_centres")
-    if not (isinstance(centres, list) and len(centres) >= 2 and all(_check_number(c) for c in centres)):
-        raise _meta_error(path, "va_bin_centres", centres, "must be a list of at least 2 numbers")
-    thresholds = meta.get("thresholds")
-    if not isinstance(thresholds, dict) or not _check_number(thresholds.get("expr_entropy")):
-        raise _meta_error(path, "thresholds.expr_entropy", thresholds, "must be a number")
-    if not _check_number(thresholds.get("ood_epistemic"), allow_null=True):
-        raise _meta_error(
-            path, "thresholds.ood_epistemic", thresholds.get("ood_epistemic"), "must be a number or null"
-        )
+    _check_bin_centres(meta, path)
+    _check_thresholds(meta, path)
     return meta
 
 
@@ -141,6 +229,8 @@ def _load_runner(path: str, num_threads):
     _check_tflite_file(path)
     if Interpreter is None:
         raise EdgeError("no TFLite interpreter installed: pip install ai-edge-litert (see edge/README.md)")
+    _note_fallback_once()
+    _check_runtime_numpy()
     try:
         interpreter = Interpreter(model_path=path, num_threads=num_threads)
     except (ValueError, RuntimeError) as e:
@@ -164,6 +254,20 @@ def _expected_output_shapes(meta) -> dict:
     return shapes
 
 
+def _check_quantization_matches(spec, detail, meta_file):
+    """A quantised input's metadata scale / zero point must be the tensor's (float32 rounding apart)."""
+    if spec["dtype"] == "float32":
+        return
+    scale, zero_point = _tensor_quantization(detail)
+    if not math.isclose(spec["scale"], scale, rel_tol=1e-6):
+        raise _meta_error(
+            meta_file, "input.scale", spec["scale"], f"does not match the model input's {scale}"
+        )
+    if spec["zero_point"] != zero_point:
+        why = f"does not match the model input's {zero_point}"
+        raise _meta_error(meta_file, "input.zero_point", spec["zero_point"], why)
+
+
 def _check_model_matches(meta, input_details, output_details, meta_file):
     """The metadata must describe this model: input name/size/dtype, output names and shapes."""
     if list(input_details) != [INPUT_NAME]:
@@ -183,6 +287,7 @@ def _check_model_matches(meta, input_details, output_details, meta_file):
             meta["input"]["dtype"],
             f"does not match model input {np.dtype(detail['dtype'])}",
         )
+    _check_quantization_matches(meta["input"], detail, meta_file)
     if sorted(output_details) != sorted(meta["outputs"]):
         raise _meta_error(
             meta_file, "outputs", meta["outputs"], f"do not match model outputs {sorted(output_details)}"
@@ -363,45 +468,3 @@ def _rounded(value, digits: int):
 def result_to_json(result: dict, digits: int = 4) -> str:
     """One JSON line for a result, floats rounded to ``digits`` decimals."""
     return json.dumps(_rounded(result, digits))
-
-
-def to_rgb_uint8(image: np.ndarray, bgr: bool = True) -> tuple:
-    """(RGB uint8 image, note or None) from a decoded image: gray, BGR(A) or RGB(A), 8 or 16 bit."""
-    notes = []
-    if image.dtype == np.uint16:
-        image = np.round(image / 257.0).astype(np.uint8)
-        notes.append("16-bit image scaled to 8 bit")
-    elif image.dtype != np.uint8:
-        raise EdgeError(f"unsupported pixel type {image.dtype}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        notes.append("grayscale image converted to RGB")
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB), "; ".join(notes)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise EdgeError(f"unsupported image shape {image.shape}")
-    if image.shape[2] == 4:
-        notes.append("RGBA image: alpha channel dropped (converted to RGB)")
-        code = cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB
-        return cv2.cvtColor(image, code), "; ".join(notes)
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image
-    return rgb, "; ".join(notes) or None
-
-
-def load_image(path) -> tuple:
-    """(RGB uint8 image, note or None) read from a file; EdgeError if it cannot be read or decoded."""
-    path = str(path)
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise EdgeError(f"{path}: cannot read file ({e.strerror or e})") from None
-    image = None
-    if data.size:
-        try:
-            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            image = None
-    if image is None:
-        raise EdgeError(f"{path}: cannot decode image (not an image file, or corrupt)")
-    try:
-        return to_rgb_uint8(image, bgr=True)
-    except EdgeError as e:
-        raise EdgeError(f"{path}: {e}") from None

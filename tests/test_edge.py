@@ -274,11 +274,11 @@ def edit_metadata(path, **changes):
     "changes, message",
     [
         ({"input.size": 64}, "input.size"),
-        ({"input.dtype": "uint8"}, "input.dtype"),
+        ({"input.dtype": "uint8", "input.scale": 1 / 255, "input.zero_point": 0}, "input.dtype"),
         ({"outputs": list(runtime.SINGLE_OUTPUTS[:-1]) + ["extra"]}, "outputs"),
         ({"expr_names": ["a", "b"]}, "outputs"),
         ({"format": "other/2"}, "format"),
-        ({"kind": "ensemble"}, "lacks outputs"),
+        ({"kind": "ensemble", "members": 3}, "lacks outputs"),
         ({"thresholds.expr_entropy": "high"}, "thresholds.expr_entropy"),
         ({"va_bin_centres": [0.0]}, "va_bin_centres"),
     ],
@@ -427,8 +427,10 @@ def test_cli_video_every_and_smoothing(models, tmp_path, capsys):
         got = smooth[i]["expression"]
         assert got["probs"] == pytest.approx(expected, abs=1e-3)
         assert got["entropy"] == pytest.approx(normalised_entropy(list(got["probs"].values())), abs=2e-3)
-    code, capped, _ = run_cli(base + ["--max_frames", "2"], capsys)
-    assert [r["frame"] for r in capped] == [0, 2]
+    code, capped, err = run_cli(base + ["--max_frames", "2"], capsys)
+    assert code == 0 and [r["frame"] for r in capped] == [0, 2] and capped == plain[:2]
+    assert "2 of 3 frames in" in err
+    assert err.strip().splitlines()[-1] == "summary: 2 processed, 0 failed, 0 no face"
 
 
 def test_cli_video_with_face_detection(models, tmp_path, capsys, monkeypatch):
@@ -471,14 +473,18 @@ def run_subprocess(args, extra_code=""):
     )
 
 
-def test_cli_runs_without_tensorflow(models, tmp_path):
+def test_cli_runs_without_tensorflow(models, loaded, tmp_path):
     image = write_bgr(tmp_path / "face.png", golden_images()["g4_face.png"])
     proc = run_subprocess(["--model", models["single_int8"], "--no_face_detection", image])
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "LOADED []" in proc.stderr
+    assert "summary: 1 processed, 0 failed, 0 no face" in proc.stderr
     (line,) = proc.stdout.splitlines()
     record = json.loads(line)
     assert record["source"] == image and record["box"] == [0, 0, 64, 64]
+    # The same interpreter on the same CPU in both processes: the same numbers, to the last digit.
+    (expected,) = loaded["single_int8"].predict(golden_images()["g4_face.png"], False, source=image)
+    assert record == json.loads(result_to_json(expected))
 
 
 def test_cli_bad_model_exit_code_1(models, tmp_path):
@@ -525,3 +531,7 @@ def test_haar_finds_the_face_where_it_was_placed(face_on_canvas, tmp_path, model
     )
     assert code == 0 and len(records) == 1 and "Traceback" not in err
     assert box_iou(records[0]["box"], (80, 40, 160, 160)) > 0.5
+    x, y, w, h = records[0]["box"]  # the result is the model's on that crop
+    expected = EmotionModel(models["single_float"]).predict_face(face_on_canvas[y : y + h, x : x + w])
+    assert records[0]["expression"]["probs"] == pytest.approx(expected["expression"]["probs"], abs=1e-4)
+    assert err.strip().splitlines()[-1] == "summary: 1 processed, 0 failed, 0 no face"
