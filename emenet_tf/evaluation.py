@@ -33,6 +33,7 @@ import tempfile
 import numpy as np
 from absl import logging
 
+from edge.images import IMAGE_EXTENSIONS
 from emenet_tf import metrics, plots
 from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.config import TrainConfig
@@ -45,9 +46,6 @@ from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS, va_bin_centres, va_to_bin
 from emenet_tf.models import input_size
 from emenet_tf.rundir import RunDir
 from emenet_tf.uncertainty import bernoulli_entropy, ensemble_uncertainty, normalised_entropy, va_expectation
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
 
 # ---------------------------------------------------------------- inputs
 
