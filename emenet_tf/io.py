@@ -77,11 +77,7 @@ def atomic_save_weights(model, path: str) -> None:
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str, obj) -> None:
