@@ -8,6 +8,13 @@ Ensemble decomposition over M members with probabilities p_m (Depeweg et al. 201
   total     = H(mean_m p_m)
   aleatoric = mean_m H(p_m)
   epistemic = total - aleatoric   (the mutual information, >= 0; clipped at 0 for float error)
+
+The same decomposition in closed form for a Dirichlet over the class probabilities (a
+distribution-distilled student, EnD^2; a Beta is the Dirichlet with K = 2), alpha_0 = sum_k alpha_k:
+  total     = H(alpha / alpha_0)
+  aleatoric = E_{p ~ Dir(alpha)}[H(p)] = -sum_k (alpha_k / alpha_0) (psi(alpha_k + 1) - psi(alpha_0 + 1))
+  epistemic = total - aleatoric   (the mutual information between the label and p)
+numpy has no digamma psi, so ``digamma`` is written here (shift, then the asymptotic series).
 """
 
 import numpy as np
@@ -74,6 +81,57 @@ def ensemble_uncertainty(member_probs, kind: str = "categorical") -> dict:
     mean_probs = probs.mean(axis=0)
     total = ent(mean_probs)
     aleatoric = ent(probs).mean(axis=0)
+    epistemic = np.maximum(total - aleatoric, 0.0)
+    return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic, "mean_probs": mean_probs}
+
+
+# psi(x) = psi(x + n) - sum_{i<n} 1 / (x + i); then, for y = x + n >= 6,
+# psi(y) ~ log y - 1/(2y) - sum_j B_2j / (2j y^2j), B_2j / 2j = 1/12, -1/120, 1/252, -1/240, 1/132.
+# With n = 6 the first omitted term (691/32760 y^-12) is < 1e-10 for every x > 0.
+DIGAMMA_SHIFT = 6
+DIGAMMA_SERIES = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132)
+
+
+def digamma(x) -> np.ndarray:
+    """The digamma function psi(x) = d/dx log Gamma(x) for x > 0 (nan elsewhere), float64.
+
+    Shifted by DIGAMMA_SHIFT with the recurrence, then the asymptotic series: |error| < 1e-10
+    (tested against scipy.special.digamma over [1e-3, 1e6]).
+    """
+    x = np.asarray(x, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = sum(1.0 / (x + i) for i in range(DIGAMMA_SHIFT))
+        y = x + DIGAMMA_SHIFT
+        inv2 = 1.0 / (y * y)
+        series = 0.0
+        for c in reversed(DIGAMMA_SERIES):  # Horner in 1 / y^2
+            series = (series + c) * inv2
+        out = np.log(y) - 0.5 / y - series - shift
+    return np.where(x > 0, out, np.nan)
+
+
+def dirichlet_uncertainty(concentration) -> dict:
+    """Total / aleatoric / epistemic uncertainty of Dirichlet(alpha) in closed form, normalised to [0, 1].
+
+    Args:
+      concentration: (..., K) alpha > 0, the classes on the last axis (K >= 2; a Beta(a, b) is
+        ``[..., (a, b)]`` and its mean_probs[..., 0] is a / (a + b)).
+
+    Returns:
+      dict with ``total``, ``aleatoric``, ``epistemic`` (shape ``concentration.shape[:-1]``, each
+      divided by log K) and ``mean_probs`` = alpha / alpha_0 (the predictive distribution).
+      When every member of the distilled ensemble agreed, alpha_0 is large and epistemic ~ (K - 1)
+      / (2 alpha_0 log K) ~ 0.
+    """
+    alpha = np.asarray(concentration, np.float64)
+    num = _num_classes(alpha, -1)
+    if not np.all(alpha > 0):
+        raise ValueError(f"Dirichlet concentrations must be > 0, got min {np.min(alpha)}")
+    alpha0 = alpha.sum(axis=-1, keepdims=True)
+    mean_probs = alpha / alpha0
+    total = entropy(mean_probs) / np.log(num)
+    expected = -np.sum(mean_probs * (digamma(alpha + 1.0) - digamma(alpha0 + 1.0)), axis=-1)
+    aleatoric = expected / np.log(num)
     epistemic = np.maximum(total - aleatoric, 0.0)
     return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic, "mean_probs": mean_probs}
 

@@ -7,13 +7,21 @@ here) is the reference; these functions match it to float32 precision.
 
   H(p)      = -sum_k p_k log p_k,  normalised by log(C) (categorical) or log(2) (Bernoulli)
   total     = H(mean_m p_m);  aleatoric = mean_m H(p_m);  epistemic = max(total - aleatoric, 0)
+  Dirichlet(alpha): total = H(alpha / alpha_0); aleatoric = -sum_k (alpha_k / alpha_0)
+            (psi(alpha_k + 1) - psi(alpha_0 + 1)); psi is ``digamma_tf``, the same shifted
+            asymptotic series as ``edge.uncertainty.digamma`` in ADD / DIV / MUL / LOG ops
+            (tf.math.digamma is not a TFLite builtin).
 """
 
 import math
 
 from edge.uncertainty import (  # noqa: F401  (re-exported: one implementation of the math)
+    DIGAMMA_SERIES,
+    DIGAMMA_SHIFT,
     KINDS,
     bernoulli_entropy,
+    digamma,
+    dirichlet_uncertainty,
     ensemble_uncertainty,
     entropy,
     normalised_entropy,
@@ -63,5 +71,35 @@ def ensemble_uncertainty_tf(member_probs, kind: str = "categorical") -> dict:
     mean_probs = tf.reduce_mean(probs, axis=0)
     total = ent(mean_probs)
     aleatoric = tf.reduce_mean(ent(probs), axis=0)
+    epistemic = tf.maximum(total - aleatoric, tf.zeros_like(total))
+    return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic, "mean_probs": mean_probs}
+
+
+def digamma_tf(x):
+    """psi(x) for x > 0 with builtin ops only: the shift and series of ``edge.uncertainty.digamma``.
+
+    In float32 the absolute error is float32 rounding (~1e-6 for x in [1, 1e6]).
+    """
+    x = tf.convert_to_tensor(x)
+    shift = tf.add_n([1.0 / (x + float(i)) for i in range(DIGAMMA_SHIFT)])
+    y = x + float(DIGAMMA_SHIFT)
+    inv2 = 1.0 / (y * y)
+    series = tf.zeros_like(y)
+    for c in reversed(DIGAMMA_SERIES):  # Horner in 1 / y^2
+        series = (series + c) * inv2
+    return tf.math.log(y) - 0.5 / y - series - shift
+
+
+def dirichlet_uncertainty_tf(concentration) -> dict:
+    """TF twin of ``edge.uncertainty.dirichlet_uncertainty``: (..., K) alpha -> the same dict keys."""
+    alpha = tf.convert_to_tensor(concentration)
+    num = alpha.shape[-1]
+    if num is None or num < 2:
+        raise ValueError(f"concentration needs a static class axis of size >= 2, got {alpha.shape}")
+    alpha0 = tf.reduce_sum(alpha, axis=-1, keepdims=True)
+    mean_probs = alpha / alpha0
+    total = normalised_entropy_tf(mean_probs)
+    psi = digamma_tf(alpha + 1.0) - digamma_tf(alpha0 + 1.0)
+    aleatoric = -tf.reduce_sum(mean_probs * psi, axis=-1) / tf.cast(math.log(num), alpha.dtype)
     epistemic = tf.maximum(total - aleatoric, tf.zeros_like(total))
     return {"total": total, "aleatoric": aleatoric, "epistemic": epistemic, "mean_probs": mean_probs}

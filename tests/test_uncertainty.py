@@ -233,3 +233,135 @@ def test_tf_ensemble_converts_to_tflite_builtins(tfu, tmp_path):
     np.testing.assert_allclose(got["expr_total"], e["total"], atol=1e-5)
     np.testing.assert_allclose(got["expr_epistemic"], e["epistemic"], atol=1e-5)
     np.testing.assert_allclose(got["au_aleatoric"], a["aleatoric"], atol=1e-5)
+
+
+# ---------------------------------------------------------------- Dirichlet (distribution-distilled student)
+
+
+def _random_concentrations(rng, shape):
+    """Concentrations over six decades (1e-3 .. 1e3): flat, peaked and near-certain Dirichlets."""
+    return np.exp(rng.uniform(np.log(1e-3), np.log(1e3), size=shape))
+
+
+def test_digamma_matches_scipy():
+    from scipy.special import digamma
+
+    x = np.geomspace(1e-3, 1e6, 20001)
+    # float64 series with 6 shifts: the first omitted term is < 1e-10; 1e-8 leaves room for rounding
+    np.testing.assert_allclose(unp.digamma(x), digamma(x), rtol=1e-8, atol=1e-8)
+    assert unp.digamma(1.0) == pytest.approx(
+        -0.5772156649015329, abs=1e-10
+    )  # -Euler gamma; series error < 1e-10
+    assert np.all(np.isnan(unp.digamma([0.0, -1.0, np.nan])))
+
+
+def test_dirichlet_decomposition_matches_scipy_closed_form():
+    from scipy.special import digamma
+
+    alpha = _random_concentrations(np.random.default_rng(4), (50, 7))
+    a0 = alpha.sum(-1, keepdims=True)
+    mean = alpha / a0
+    total = -(mean * np.log(mean)).sum(-1) / math.log(7)
+    aleatoric = -(mean * (digamma(alpha + 1) - digamma(a0 + 1))).sum(-1) / math.log(7)
+    out = unp.dirichlet_uncertainty(alpha)
+    np.testing.assert_allclose(out["mean_probs"], mean, atol=1e-12)
+    np.testing.assert_allclose(out["total"], total, atol=1e-10)
+    np.testing.assert_allclose(out["aleatoric"], aleatoric, atol=1e-8)
+    np.testing.assert_allclose(out["epistemic"], np.maximum(total - aleatoric, 0), atol=1e-8)
+    assert np.all(out["epistemic"] >= 0) and np.all(out["total"] <= 1 + 1e-12)
+
+
+def test_dirichlet_aleatoric_is_expected_entropy_of_samples():
+    """E_{p ~ Dir(alpha)}[H(p)] by Monte Carlo with TFP's Dirichlet (the formula itself, not a copy)."""
+    from emenet_tf.distributions import tfd
+
+    alpha = np.array([[0.5, 2.0, 5.0], [30.0, 30.0, 30.0], [0.2, 0.2, 0.2]])
+    samples = tfd.Dirichlet(alpha).sample(200_000, seed=7).numpy().astype(np.float64)
+    mc = unp.normalised_entropy(samples).mean(axis=0)
+    # 200k samples: standard error of the mean entropy < 1e-3 for these alphas
+    np.testing.assert_allclose(unp.dirichlet_uncertainty(alpha)["aleatoric"], mc, atol=3e-3)
+
+
+def test_dirichlet_epistemic_vanishes_when_members_agree():
+    # every member predicting the same p: the distilled Dirichlet has alpha = p * alpha_0 with a
+    # huge alpha_0, and its mutual information (K - 1) / (2 alpha_0) / log K -> 0
+    p = np.array([0.7, 0.2, 0.05, 0.05])
+    for alpha0 in (1e3, 1e6):
+        out = unp.dirichlet_uncertainty(p * alpha0)
+        # the leading term of the expansion in 1 / alpha_0; the next is O(alpha_0^-2) (5% at 1e3)
+        assert out["epistemic"] == pytest.approx(3 / (2 * alpha0 * math.log(4)), rel=0.05)
+        assert out["total"] == pytest.approx(unp.normalised_entropy(p), abs=1e-12)
+    # a flat, low-precision Dirichlet (members spread over the simplex) is mostly epistemic
+    assert unp.dirichlet_uncertainty(np.full(4, 0.1))["epistemic"] > 0.5
+
+
+def test_beta_is_the_two_class_dirichlet():
+    # Beta(a, b) as [..., (a, b)]: mean a / (a + b); Beta(1, 1) (uniform p) has E[H(p)] = 1/2 nat
+    out = unp.dirichlet_uncertainty(np.array([[1.0, 1.0], [3.0, 1.0]]))
+    np.testing.assert_allclose(out["mean_probs"][:, 0], [0.5, 0.75])
+    assert out["aleatoric"][0] == pytest.approx(0.5 / LOG2, abs=1e-12)
+    np.testing.assert_allclose(out["total"], unp.bernoulli_entropy([0.5, 0.75]), atol=1e-12)
+
+
+def test_dirichlet_rejects_bad_concentrations():
+    with pytest.raises(ValueError, match="> 0"):
+        unp.dirichlet_uncertainty(np.array([1.0, 0.0, 2.0]))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        unp.dirichlet_uncertainty(np.ones((3, 1)))
+
+
+def test_tf_digamma_matches_numpy_and_tf(tfu):
+    from emenet_tf._keras import tf
+
+    # the graph only needs x >= 1 (psi(alpha + 1)); float32 log and division: ~2e-6 absolute
+    x = np.geomspace(1.0, 1e6, 5001).astype(np.float32)
+    got = tfu.digamma_tf(x).numpy()
+    np.testing.assert_allclose(got, unp.digamma(x.astype(np.float64)), atol=1e-5)
+    np.testing.assert_allclose(got, tf.math.digamma(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(6, 7), (6, 2, 20), (6, 12, 2)])
+def test_tf_dirichlet_matches_numpy_and_tfp(tfu, shape):
+    from emenet_tf._keras import tf
+
+    alpha = _random_concentrations(np.random.default_rng(len(shape) + shape[-1]), shape).astype(np.float32)
+    got = {k: v.numpy() for k, v in tfu.dirichlet_uncertainty_tf(alpha).items()}
+    want = unp.dirichlet_uncertainty(alpha)
+    for key in want:  # float32 entropies of near-certain rows: rounding ~1e-6
+        assert got[key].shape == want[key].shape, key
+        np.testing.assert_allclose(got[key], want[key], atol=1e-5, err_msg=key)
+    # the aleatoric term with TFP's own digamma (tf.math.digamma), in float64
+    a = tf.constant(alpha, tf.float64)
+    a0 = tf.reduce_sum(a, -1, keepdims=True)
+    tfp_aleatoric = -tf.reduce_sum(a / a0 * (tf.math.digamma(a + 1) - tf.math.digamma(a0 + 1)), -1)
+    np.testing.assert_allclose(got["aleatoric"], tfp_aleatoric.numpy() / math.log(shape[-1]), atol=1e-5)
+
+
+def test_tf_dirichlet_converts_to_tflite_builtins(tfu, tmp_path):
+    """The closed-form decomposition (with the series digamma) converts to builtins; TFLite == numpy."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from emenet_tf._keras import tf
+
+    @tf.function(input_signature=[tf.TensorSpec((4, 7), tf.float32), tf.TensorSpec((4, 12, 2), tf.float32)])
+    def graph(expr, au):
+        e, a = tfu.dirichlet_uncertainty_tf(tf.exp(expr)), tfu.dirichlet_uncertainty_tf(tf.exp(au))
+        return {
+            "expr_epistemic": e["epistemic"],
+            "expr_aleatoric": e["aleatoric"],
+            "au_epistemic": a["epistemic"],
+        }
+
+    module = tf.Module()
+    module.graph = graph
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": graph})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    runner = Interpreter(model_content=converter.convert()).get_signature_runner("serving_default")
+    rng = np.random.default_rng(5)
+    expr, au = np.log(_random_concentrations(rng, (4, 7))), np.log(_random_concentrations(rng, (4, 12, 2)))
+    got = runner(expr=expr.astype(np.float32), au=au.astype(np.float32))
+    e, a = unp.dirichlet_uncertainty(np.exp(expr)), unp.dirichlet_uncertainty(np.exp(au))
+    np.testing.assert_allclose(got["expr_epistemic"], e["epistemic"], atol=1e-4)
+    np.testing.assert_allclose(got["expr_aleatoric"], e["aleatoric"], atol=1e-4)
+    np.testing.assert_allclose(got["au_epistemic"], a["epistemic"], atol=1e-4)
