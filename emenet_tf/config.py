@@ -21,6 +21,7 @@ from emenet_tf.errors import ConfigError
 from emenet_tf.io import atomic_write_text
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+DIRICHLET_TARGETS = ("members", "proxy")
 MAX_SEED = 2**31 - 1
 
 
@@ -65,6 +66,18 @@ class TrainConfig:
     )
     hard_label_weight: float = _field(
         0.0, "Students: weight of the ground-truth losses added to distillation."
+    )
+    dirichlet_student: bool = _field(
+        True,
+        "After the last generation, distil its ensemble into one Dirichlet student (EnD^2: Dirichlet "
+        "over EXPR and the VA bins, Beta per AU, trained on every member's probabilities), with a "
+        "feature-density OOD score; exported as student_dirichlet_int8.tflite.",
+    )
+    dirichlet_target: str = _field(
+        "members",
+        "Dirichlet student's target: members (log-likelihood of each member's probabilities, EnD^2) "
+        "or proxy (KL to the Proxy-Dirichlet of the members' mean and spread, Ryabinin et al. 2021).",
+        choices=DIRICHLET_TARGETS,
     )
     skip_bad_labels: bool = _field(False, "Skip malformed annotation lines (counted) instead of failing.")
     backbone_weights: str | None = _field(None, "Start the backbone from these saved weights (.h5).")
@@ -128,6 +141,10 @@ class TrainConfig:
             value = getattr(self, n)
             yield 0 <= value <= MAX_SEED, f"--{n} must be in [0, {MAX_SEED}], got {value}"
         yield self.strategy in STRATEGIES, f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+        yield (
+            self.dirichlet_target in DIRICHLET_TARGETS,
+            f"--dirichlet_target must be one of {DIRICHLET_TARGETS}, got {self.dirichlet_target!r}",
+        )
         yield self.preset in PRESETS, f"--preset must be one of {tuple(PRESETS)}, got {self.preset!r}"
         yield (
             0.0 <= self.class_weight_power <= 1.0,
@@ -139,9 +156,13 @@ class TrainConfig:
         )
         yield self.verbose in (0, 1, 2), f"--verbose must be 0, 1 or 2, got {self.verbose}"
 
-    def member_seed(self, generation: int, member: int) -> int:
-        """Seed of one member: seed + member, shifted per generation so students differ from teachers."""
-        return self.seed + member + 1000 * generation
+    def member_seed(self, generation: int, member: int | str) -> int:
+        """Seed of one member: seed + member, shifted per generation so students differ from teachers.
+
+        The Dirichlet student (member ``"dirichlet"``) counts as member ``ensemble_size``.
+        """
+        index = self.ensemble_size if isinstance(member, str) else member
+        return self.seed + index + 1000 * generation
 
     def synthetic_args(self) -> dict:
         """Keyword arguments of ``synthetic.generate`` (sizes left unset take the generator's defaults)."""

@@ -11,11 +11,28 @@ from __future__ import annotations
 import numpy as np
 
 from emenet_tf._keras import tf
-from emenet_tf.distributions import expr_distribution, tfd, va_distribution, va_expectation
+from emenet_tf.config import DIRICHLET_TARGETS
+from emenet_tf.distributions import (
+    au_beta,
+    concentration,
+    dirichlet,
+    expr_distribution,
+    tfd,
+    va_distribution,
+    va_expectation,
+)
 from emenet_tf.labels import NUM_AU, NUM_EXPR, NUM_VA_BINS, VA_BIN_EDGE_TOLERANCE
 
 AU_POS_WEIGHT_CLIP = (1.0, 50.0)
 EXPR_CLASS_WEIGHT_CLIP = (0.05, 20.0)
+# Ensemble distribution distillation: each member's probabilities are pulled towards the centre
+# of the simplex, p' = (1 - s) p + s / K, so log p' >= log(s / K) stays finite (EnD^2's "central
+# smoothing"; 1e-3 as in Malinin et al.'s code).
+DIRICHLET_SMOOTHING = 1e-3
+# Proxy-Dirichlet target (Ryabinin et al. 2021): precision (K - 1) / (2 mean_m KL(mean || p_m)),
+# capped here (members that agree to float precision would give an infinite target) and offset by 1.
+PROXY_MAX_PRECISION = 1e4
+PROXY_OFFSET = 1.0
 
 
 def _present(mask, ref, rank: int):
@@ -187,6 +204,64 @@ def va_kl(teacher_probs, logits, mask=None, ccc_weight: float = 1.0):
     student_value = va_expectation(tf.nn.softmax(logits, axis=-1))
     ccc_term = _mean_one_minus_ccc(student_value, va_expectation(teacher), present)
     return _masked_mean(kl, present) + ccc_weight * ccc_term
+
+
+# ----------------------------------------------------------------------------- distribution distillation
+
+
+def member_probs(member_logits, bernoulli: bool = False, smoothing: float = DIRICHLET_SMOOTHING):
+    """Teacher members' logits (B, M, ..., K), or AU logits (B, M, 12) with ``bernoulli``, ->
+    centrally smoothed probabilities (B, M, ..., K) (AU: (B, M, 12, 2) = (p, 1 - p))."""
+    z = tf.cast(member_logits, tf.float32)
+    if bernoulli:
+        z = tf.stack([z, tf.zeros_like(z)], axis=-1)  # softmax([z, 0]) = (sigmoid z, 1 - sigmoid z)
+    probs = tf.nn.softmax(z, axis=-1)
+    num = probs.shape[-1]
+    return (1.0 - smoothing) * probs + smoothing / num
+
+
+def proxy_concentration(probs):
+    """Proxy-Dirichlet target of members' probabilities (B, M, ..., K) -> (B, ..., K) (no gradient).
+
+    beta = mean * beta_0 + PROXY_OFFSET, beta_0 = min((K - 1) / (2 mean_m KL(mean || p_m)),
+    PROXY_MAX_PRECISION): the moment-like precision estimate of Ryabinin et al. (2021).
+    """
+    probs = tf.stop_gradient(probs)
+    mean = tf.reduce_mean(probs, axis=1)
+    log_mean = tf.math.log(mean)
+    kl = tf.reduce_mean(tf.reduce_sum(mean[:, None] * (log_mean[:, None] - tf.math.log(probs)), -1), 1)
+    num = float(probs.shape[-1])
+    precision = tf.minimum((num - 1.0) / (2.0 * kl + 1e-12), PROXY_MAX_PRECISION)
+    return mean * precision[..., None] + PROXY_OFFSET
+
+
+def dirichlet_loss(member_logits, log_alpha, target: str = "members", bernoulli: bool = False, mask=None):
+    """Distribution-distillation loss of one task, per simplex dimension, averaged over present frames.
+
+    target "members" (EnD^2): -mean_m log Dir(p_m; alpha) / (K - 1) over each member's smoothed
+    probabilities p_m (AU: -log Beta(p_m; a, b)). "proxy": KL(Dir(beta) || Dir(alpha)) / (K - 1)
+    to the Proxy-Dirichlet ``beta`` of the members. Dividing by the simplex dimension K - 1 puts
+    the 7-class, 20-bin and Beta terms on one scale.
+    member_logits: (B, M, ..., K) teacher logits, or (B, M, 12) with ``bernoulli``.
+    log_alpha: the student's (B, ..., K) log-concentrations (AU: (B, 12, 2)).
+    mask: (B,) frames to count, or None.
+    """
+    if target not in DIRICHLET_TARGETS:
+        raise ValueError(f"target must be one of {DIRICHLET_TARGETS}, got {target!r}")
+    present = _present(mask, log_alpha, 1)
+    log_alpha = _clean(tf.cast(log_alpha, tf.float32), present)
+    probs = member_probs(_clean(tf.cast(member_logits, tf.float32), present), bernoulli)
+    if target == "proxy":
+        student = tfd.Dirichlet(concentration=concentration(log_alpha))
+        per = tfd.Dirichlet(concentration=proxy_concentration(probs)).kl_divergence(student)
+    elif bernoulli:
+        per = -tf.reduce_mean(au_beta(log_alpha[:, None]).log_prob(probs[..., 0]), axis=1)
+    else:
+        per = -tf.reduce_mean(dirichlet(log_alpha[:, None]).log_prob(probs), axis=1)
+    per = per / float(log_alpha.shape[-1] - 1)
+    while per.shape.rank > 1:  # mean over the AUs / the V and A dimensions
+        per = tf.reduce_mean(per, axis=-1)
+    return _masked_mean(per, present)
 
 
 # ----------------------------------------------------------------------------- weights

@@ -8,11 +8,15 @@ import pytest
 from emenet_tf import labels
 from emenet_tf._keras import tf
 from emenet_tf.data.index import FrameIndex
+from emenet_tf.losses import DIRICHLET_SMOOTHING as SMOOTH
 from emenet_tf.losses import (
+    PROXY_MAX_PRECISION,
+    PROXY_OFFSET,
     au_bce,
     au_soft_ce,
     ccc,
     class_weights,
+    dirichlet_loss,
     expr_ce,
     expr_kl,
     va_kl,
@@ -217,6 +221,88 @@ def test_losses_run_inside_tf_function(rng):
     v = tf.constant(rng.uniform(-1, 1, (B, 2)), tf.float32)
     eager = float(va_loss(v, tf.ones((B, 2)), z))
     assert float(tf.function(va_loss)(v, tf.ones((B, 2)), z)) == pytest.approx(eager, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- distribution distillation
+
+
+def _smoothed(member_logits):
+    """Central smoothing of the members' softmax, as the loss does it (numpy oracle)."""
+    p = np.exp(_log_softmax(member_logits.astype(np.float64)))
+    return (1 - SMOOTH) * p + SMOOTH / p.shape[-1]
+
+
+def _log_dirichlet(p, alpha):
+    """log Dir(p; alpha) over the last axis, from its definition."""
+    from scipy.special import gammaln
+
+    return gammaln(alpha.sum(-1)) - gammaln(alpha).sum(-1) + ((alpha - 1) * np.log(p)).sum(-1)
+
+
+def _kl_dirichlet(beta, alpha):
+    """KL(Dir(beta) || Dir(alpha)) in closed form."""
+    from scipy.special import digamma, gammaln
+
+    b0, a0 = beta.sum(-1), alpha.sum(-1)
+    return (
+        gammaln(b0)
+        - gammaln(beta).sum(-1)
+        - gammaln(a0)
+        + gammaln(alpha).sum(-1)
+        + ((beta - alpha) * (digamma(beta) - digamma(b0)[..., None])).sum(-1)
+    )
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 20)])
+def test_dirichlet_nll_of_every_member_closed_form(rng, shape):
+    members = rng.normal(size=(B, 3) + shape).astype(np.float32) * 2
+    log_alpha = rng.normal(size=(B,) + shape).astype(np.float32)
+    p, alpha = _smoothed(members), np.exp(log_alpha.astype(np.float64))
+    per = -_log_dirichlet(p, alpha[:, None]).mean(axis=1) / (shape[-1] - 1)
+    expected = per.reshape(B, -1).mean(axis=1).mean()
+    # log-densities of tens of nats in float32 (lgamma, log): relative 1e-4
+    assert float(dirichlet_loss(members, log_alpha)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_beta_nll_of_every_member_closed_form(rng):
+    from scipy.stats import beta as beta_dist
+
+    members = rng.normal(size=(B, 3, 12)).astype(np.float32) * 3  # AU logits
+    log_ab = rng.normal(size=(B, 12, 2)).astype(np.float32)
+    p = (1 - SMOOTH) * _sigmoid(members.astype(np.float64)) + SMOOTH / 2
+    a, b = np.exp(log_ab[..., 0].astype(np.float64)), np.exp(log_ab[..., 1].astype(np.float64))
+    expected = -beta_dist.logpdf(p, a[:, None], b[:, None]).mean()
+    assert float(dirichlet_loss(members, log_ab, bernoulli=True)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_proxy_target_closed_form(rng):
+    members = rng.normal(size=(B, 4, 7)).astype(np.float32)
+    log_alpha = rng.normal(size=(B, 7)).astype(np.float32) + 2
+    p = _smoothed(members)
+    mean = p.mean(axis=1)
+    mkl = (mean[:, None] * (np.log(mean[:, None]) - np.log(p))).sum(-1).mean(1)
+    beta = mean * np.minimum(6 / (2 * mkl), PROXY_MAX_PRECISION)[:, None] + PROXY_OFFSET
+    expected = _kl_dirichlet(beta, np.exp(log_alpha.astype(np.float64))).mean() / 6
+    assert float(dirichlet_loss(members, log_alpha, "proxy")) == pytest.approx(expected, rel=1e-4)
+    # members that agree exactly: the target's precision is the cap, not infinity
+    same = np.repeat(members[:, :1], 4, axis=1)
+    assert np.isfinite(float(dirichlet_loss(same, log_alpha, "proxy")))
+
+
+@pytest.mark.parametrize("target", ["members", "proxy"])
+def test_dirichlet_loss_masked_frames_count_nothing(rng, target):
+    members = rng.normal(size=(B, 3, 12)).astype(np.float32)
+    log_ab = rng.normal(size=(B, 12, 2)).astype(np.float32)
+    mask = np.array([1, 0, 1, 1, 0, 1], np.float32)
+    keep = dirichlet_loss(members[mask > 0], log_ab[mask > 0], target, bernoulli=True)
+    members[mask == 0], log_ab[mask == 0] = np.nan, np.nan
+    loss, grad = _loss_and_grad(
+        lambda t: dirichlet_loss(members, t, target, bernoulli=True, mask=mask), log_ab
+    )
+    assert loss == pytest.approx(float(keep), rel=1e-5)
+    assert np.all(grad[mask == 0] == 0.0) and np.all(np.isfinite(grad))
+    with pytest.raises(ValueError, match="target"):
+        dirichlet_loss(members, log_ab, "mean")
 
 
 def _index(au, au_mask, expr, expr_mask):

@@ -105,6 +105,7 @@ def build_emenet(
     seed: int | None = None,
     width_multiplier: float | None = None,
     name: str | None = None,
+    dirichlet: bool = False,
 ) -> keras.Model:
     """Build EMENet: image (B, S, S, 3) in [0, 1] -> {"au", "expr", "va"} logits.
 
@@ -116,7 +117,9 @@ def build_emenet(
         weights as the model built with False, so ``set_weights`` copies between them.
       seed: seeds every initializer and the dropout (None: Keras' global RNG).
       width_multiplier: overrides the variant's width (channels rounded to multiples of 8).
-      name: model name (default ``emenet_<variant>``).
+      name: model name (default ``emenet_<variant>``, ``emenet_<variant>_dirichlet``).
+      dirichlet: the distribution-distilled student: outputs are log-concentrations, AU (B, 12, 2)
+        (``emenet_tf.models.heads.task_heads``).
 
     The heads are per-frame (see ``emenet_tf.models.heads``).
     """
@@ -138,8 +141,9 @@ def build_emenet(
     drop = keras.layers.Dropout(dropout, seed=seeds.next(), name="head_dropout")
     # training=True is stored in the functional graph: the layer stays active at inference.
     feature = drop(feature, training=True) if mc_dropout else drop(feature)
-    outputs = task_heads(feature, spec.head_units, seeds)
-    return keras.Model(image, outputs, name=name or f"emenet_{variant}")
+    outputs = task_heads(feature, spec.head_units, seeds, dirichlet=dirichlet)
+    default_name = f"emenet_{variant}_dirichlet" if dirichlet else f"emenet_{variant}"
+    return keras.Model(image, outputs, name=name or default_name)
 
 
 def backbone_model(model: keras.Model) -> keras.Model:

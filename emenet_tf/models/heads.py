@@ -7,7 +7,7 @@ model was in effect per-frame; these Dense heads are the per-frame equivalent, m
 
 from __future__ import annotations
 
-from emenet_tf._keras import keras
+from emenet_tf._keras import keras, tf
 from emenet_tf.labels import NUM_AU, NUM_EXPR, NUM_VA_BINS
 from emenet_tf.models.blocks import SeedSequence
 
@@ -20,13 +20,32 @@ def dense_head(x, hidden: int, outputs: int, task: str, seeds: SeedSequence, out
     return keras.layers.Dense(outputs, kernel_initializer=seeds.glorot(), name=out_name or task)(x)
 
 
-def task_heads(feature, hidden: int, seeds: SeedSequence) -> dict:
+class StopGradient(keras.layers.Layer):
+    """Identity forward, no gradient backward (the precision heads read the features, never shape them)."""
+
+    def call(self, inputs):
+        return tf.stop_gradient(inputs)
+
+
+def precision_heads(feature, hidden: int, seeds: SeedSequence) -> dict:
+    """The Dirichlet student's log-precisions log alpha_0: ``au_precision`` (B, 12) (one Beta per AU),
+    ``expr_precision`` (B, 1), ``va_precision`` (B, 2), each Dense(hidden) + ReLU -> Dense, on the
+    feature with its gradient stopped: the backbone and the mean heads learn as the paper's student."""
+    held = StopGradient(name="precision_features")(feature)
+    sizes = {"au": NUM_AU, "expr": 1, "va": 2}
+    return {f"{t}_precision": dense_head(held, hidden, n, f"{t}_precision", seeds) for t, n in sizes.items()}
+
+
+def task_heads(feature, hidden: int, seeds: SeedSequence, dirichlet: bool = False) -> dict:
     """Feature (B, D) -> {"au": (B, 12), "expr": (B, 7), "va": (B, 2, 20)} logits.
 
     VA: Dense(40) (``va_logits``) reshaped to (2, 20) (``va``): valence bins, then arousal bins.
+    dirichlet: also the ``precision_heads`` of a Dirichlet student, whose concentrations are
+    alpha = softmax(logits) * exp(precision) (``emenet_tf.distributions.log_concentration``).
     """
     au = dense_head(feature, hidden, NUM_AU, "au", seeds)
     expr = dense_head(feature, hidden, NUM_EXPR, "expr", seeds)
     va = dense_head(feature, hidden, 2 * NUM_VA_BINS, "va", seeds, out_name="va_logits")
     va = keras.layers.Reshape((2, NUM_VA_BINS), name="va")(va)
-    return {"au": au, "expr": expr, "va": va}
+    heads = {"au": au, "expr": expr, "va": va}
+    return {**heads, **precision_heads(feature, hidden, seeds)} if dirichlet else heads
