@@ -19,23 +19,11 @@ import dataclasses
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from emenet_tf.inference import predict_dataset
+from emenet_tf.inference import predict_dataset, to_logits
 from emenet_tf.labels import NUM_AU, va_to_bin
 
 KINDS = ("categorical", "bernoulli")
 T_BOUNDS = (0.05, 20.0)  # search range of T; a fit at a bound means the model is badly off
-_FLOOR = 1e-38  # about the smallest normal float32: log p of an underflowed softmax entry
-_BERNOULLI_EPS = 1e-7  # float32 resolution of a sigmoid near 0 and 1
-
-
-def to_logits(probs, kind: str = "categorical") -> np.ndarray:
-    """Logits that reproduce ``probs``: log p (categorical, last axis) or log(p / (1 - p)) (Bernoulli)."""
-    _check_kind(kind)
-    p = np.asarray(probs, np.float64)
-    if kind == "categorical":
-        return np.log(np.maximum(p, _FLOOR))
-    p = np.clip(p, _BERNOULLI_EPS, 1.0 - _BERNOULLI_EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 def _check_kind(kind: str) -> None:

@@ -3,7 +3,13 @@
 Generation 0 is a deep ensemble trained on the hard labels. Generation g+1 trains
 ``ensemble_size`` fresh students on the mean probabilities of generation g's members over every
 training frame (no augmentation), stored atomically in ``gen<g>/soft_labels.npz`` with the
-frame keys ("video/frame") so a stale file can never be attached to the wrong frames.
+frame keys ("video/frame") so a stale file can never be attached to the wrong frames. The file
+also holds every member's logits (``pipeline.MEMBER_LOGITS``, float16: < 1% relative error on any
+probability, half the size of float32), which the Dirichlet student learns from.
+
+After the last generation (``cfg.dirichlet_student``), one Dirichlet student distils the last
+ensemble's distribution of predictions (``train_dirichlet_student``), and its feature density is
+fit on the training frames (``emenet_tf.density``).
 """
 
 from __future__ import annotations
@@ -13,53 +19,58 @@ import os
 import numpy as np
 from absl import logging
 
-from emenet_tf import locks
+from emenet_tf import density, locks
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import DataError
-from emenet_tf.inference import predict_dataset
+from emenet_tf.inference import predict_dataset, to_logits
 from emenet_tf.io import atomic_save_npz
 from emenet_tf.models import input_size
-from emenet_tf.rundir import RunDir
+from emenet_tf.rundir import DIRICHLET, RunDir
 from emenet_tf.training import make_strategy, remove_stale_temporaries, train_member
 
 TASKS = ("au", "expr", "va")
 
 
 def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int) -> dict:
-    """Mean member probabilities for every row of ``index`` (rows whose image is unreadable: uniform)."""
+    """Mean member probabilities for every row of ``index`` (rows whose image is unreadable: uniform),
+    and every member's logits (``pipeline.MEMBER_LOGITS`` keys, (N, M, ...) float16; unreadable: 0)."""
     ds = pipeline.make_dataset(index, image_size, batch_size, training=False)
-    pred = predict_dataset(models, ds)
+    pred = predict_dataset(models, ds, keep_members=True)
     n = len(index)
-    shapes = {
-        "au": (n, pred["au"].shape[1]),
-        "expr": (n, pred["expr"].shape[1]),
-        "va": (n,) + pred["va"].shape[1:],
-    }
     out = {}
     for task in TASKS:
-        fill = 0.5 if task == "au" else 1.0 / shapes[task][-1]
-        array = np.full(shapes[task], fill, np.float32)
-        array[pred["frame_id"]] = pred[task]
-        out[task] = array
+        fill = 0.5 if task == "au" else 1.0 / pred[task].shape[-1]
+        out[task] = np.full((n,) + pred[task].shape[1:], fill, np.float32)
+        out[task][pred["frame_id"]] = pred[task]
+        logits = to_logits(
+            np.moveaxis(pred[f"members_{task}"], 0, 1), "bernoulli" if task == "au" else "categorical"
+        )
+        key = pipeline.MEMBER_LOGITS[task]
+        out[key] = np.zeros((n,) + logits.shape[1:], np.float16)
+        out[key][pred["frame_id"]] = logits
     out["predicted"] = np.zeros(n, bool)
     out["predicted"][pred["frame_id"]] = True
     return out
 
 
-def make_soft_labels(cfg: TrainConfig, generation: int, train_index: FrameIndex) -> dict:
+def make_soft_labels(
+    cfg: TrainConfig, generation: int, train_index: FrameIndex, members: bool = False
+) -> dict:
     """Compute (or load, if already stored for these frames) generation ``generation``'s soft labels.
 
-    Parallel ``--member`` jobs of the next generation all need them: the first computes them
-    under the generation's lock, the others wait for it and load the file.
+    members: also return every member's logits (a file written before they were stored is
+    recomputed). Parallel ``--member`` jobs of the next generation all need them: the first
+    computes them under the generation's lock, the others wait for it and load the file.
     """
     run = RunDir(cfg.workdir)
     path = run.soft_labels_path(generation)
     folder = run.generation_dir(generation)
+    names = TASKS + (tuple(pipeline.MEMBER_LOGITS.values()) if members else ())
     with locks.hold(os.path.join(folder, ".soft_labels.lock"), f"{path}", wait=True):
-        if os.path.exists(path):
-            return load_soft_labels(path, train_index)
+        if os.path.exists(path) and _holds(path, names):
+            return load_soft_labels(path, train_index, names)
         remove_stale_temporaries(folder)
         models = [run.load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
         size = input_size(cfg.model, cfg.image_size)
@@ -67,13 +78,19 @@ def make_soft_labels(cfg: TrainConfig, generation: int, train_index: FrameIndex)
         missing = int((~probs["predicted"]).sum())
         if missing:
             logging.warning("soft labels: %d frames had unreadable images and got uniform labels", missing)
-        atomic_save_npz(path, keys=train_index.keys(), **{t: probs[t] for t in TASKS})
+        stored = TASKS + tuple(pipeline.MEMBER_LOGITS.values())
+        atomic_save_npz(path, keys=train_index.keys(), **{k: probs[k] for k in stored})
         logging.info("wrote %s (%d frames, ensemble of %d)", path, len(train_index), len(models))
-    return {t: probs[t] for t in TASKS}
+    return {k: probs[k] for k in names}
 
 
-def load_soft_labels(path: str, index: FrameIndex) -> dict:
-    """Soft labels stored at ``path``, checked to belong to exactly the frames of ``index``."""
+def _holds(path: str, names) -> bool:
+    with np.load(path) as data:
+        return all(k in data.files for k in names)
+
+
+def load_soft_labels(path: str, index: FrameIndex, names=TASKS) -> dict:
+    """Soft labels ``names`` stored at ``path``, checked to belong to exactly the frames of ``index``."""
     with np.load(path) as data:
         keys = data["keys"]
         if keys.shape[0] != len(index) or not np.array_equal(keys, index.keys()):
@@ -82,7 +99,7 @@ def load_soft_labels(path: str, index: FrameIndex) -> dict:
                 f"{len(index)} training frames now indexed; delete it to recompute",
                 path=path,
             )
-        return {t: data[t] for t in TASKS}
+        return {k: data[k] for k in names}
 
 
 def members_to_train(cfg: TrainConfig) -> list[int]:
@@ -112,4 +129,34 @@ def run_generations(
             if strategy is None and not run.is_done(generation, member):
                 strategy = make_strategy(cfg.strategy)
             train_member(cfg, generation, member, train_index, val_index, class_weights, soft, strategy)
+    if cfg.dirichlet_student and cfg.member is None:
+        train_dirichlet_student(cfg, train_index, val_index, class_weights, strategy)
     return cfg.generations
+
+
+def train_dirichlet_student(
+    cfg: TrainConfig,
+    train_index: FrameIndex,
+    val_index: FrameIndex | None,
+    class_weights: dict,
+    strategy=None,
+) -> str:
+    """Train (or resume, or skip) the Dirichlet student of the last generation, then fit its density.
+
+    Returns the path of its best weights. Like a member: locked, resumable, done.json last; the
+    density file (``run.density_path``) is written atomically after it, so a kill in between
+    only makes the next run fit it again.
+    """
+    run = RunDir(cfg.workdir)
+    generation = run.dirichlet_generation(cfg)
+    if not run.dirichlet_done(cfg):
+        soft = make_soft_labels(cfg, generation - 1, train_index, members=True)
+        logging.info("generation %d Dirichlet student", generation)
+        train_member(cfg, generation, DIRICHLET, train_index, val_index, class_weights, soft, strategy)
+    if not os.path.exists(run.density_path(cfg)):
+        net = run.load_member(cfg, generation, DIRICHLET)
+        size = input_size(cfg.model, cfg.image_size)
+        ds = pipeline.make_dataset(train_index, size, cfg.batch_size, training=False)
+        density.fit_model_density(net, ds).save(run.density_path(cfg))
+        logging.info("wrote %s", run.density_path(cfg))
+    return run.best_weights_path(generation, DIRICHLET)

@@ -5,6 +5,9 @@
   gen<g>_ensemble       the mean of all members of generation g
   temperature_scaling   generation-0 member 0, temperatures fit on the fit half of validation
   mc_dropout            generation-0 member 0 with its head dropout active, ``mc_passes`` passes
+  dirichlet_single      the Dirichlet student (``gen<G>/dirichlet``, when the run has one): its mean
+                        prediction alpha / alpha_0; OOD score its epistemic uncertainty (closed form)
+  dirichlet_density     the same predictions; OOD score its feature density (``emenet_tf.density``)
 Design (one split for every row): the predicted validation frames are cut at random (seeded, by
 frame) into a fit half, used only to fit the temperatures, and an evaluation half on which EVERY
 method is measured (``metrics.json``). The same figures over all predicted validation frames
@@ -17,9 +20,9 @@ decision error over the frame's labelled AUs, VA the mean absolute error of the 
 the labelled dimensions. VA NLL / ECE / Brier treat valence and arousal as 20-bin categoricals
 whose label is the bin of the annotated value.
 Out of domain (validation faces negative, OOD images positive) by one score per image: for
-ensembles and MC Dropout the epistemic uncertainty (mutual information), else the predictive
-normalised entropy; both averaged over the three tasks (EXPR; the mean over the 12 AUs; the mean
-over V and A). On the synthetic benchmark also ``kl_true`` (KL(true || predicted), per frame,
+ensembles, MC Dropout and the Dirichlet student the epistemic uncertainty (mutual information),
+else the predictive normalised entropy; both averaged over the three tasks (EXPR; the mean over
+the 12 AUs; the mean over V and A); for dirichlet_density the negative log feature density. On the synthetic benchmark also ``kl_true`` (KL(true || predicted), per frame,
 averaged; AU per decision; VA over the bin distributions) and the Bayes limits.
 """
 
@@ -39,13 +42,21 @@ from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, label_model, pipeline, synthetic
 from emenet_tf.data.index import FrameIndex
+from emenet_tf.density import GaussianDensity, predict_features
+from emenet_tf.distributions import dirichlet_log_concentrations
 from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS, va_bin_centres, va_to_bin
 from emenet_tf.models import input_size
-from emenet_tf.rundir import RunDir
-from emenet_tf.uncertainty import bernoulli_entropy, ensemble_uncertainty, normalised_entropy, va_expectation
+from emenet_tf.rundir import DIRICHLET, RunDir
+from emenet_tf.uncertainty import (
+    bernoulli_entropy,
+    dirichlet_uncertainty,
+    ensemble_uncertainty,
+    normalised_entropy,
+    va_expectation,
+)
 
 # ---------------------------------------------------------------- inputs
 
@@ -156,6 +167,21 @@ def epistemic_score(members: dict) -> np.ndarray:
     return np.mean(parts, axis=0)
 
 
+def dirichlet_predictions(outputs: dict) -> tuple[dict, np.ndarray]:
+    """A Dirichlet student's mean probabilities and its epistemic score (averaged like ``epistemic_score``)
+    from its raw outputs (logits and log-precisions)."""
+    log_alpha = dirichlet_log_concentrations(outputs)
+    parts = {t: dirichlet_uncertainty(np.exp(log_alpha[t].numpy().astype(np.float64))) for t in TASKS}
+    probs = {t: parts[t]["mean_probs"] for t in TASKS}
+    probs["au"] = probs["au"][..., 0]  # Beta(a, b) per AU: P(1) = a / (a + b)
+    epistemic = [
+        parts["expr"]["epistemic"],
+        parts["au"]["epistemic"].mean(-1),
+        parts["va"]["epistemic"].mean(-1),
+    ]
+    return probs, np.mean(epistemic, axis=0)
+
+
 def _aligned(probs: dict, score: np.ndarray, frame_id: np.ndarray, n: int) -> dict:
     """Arrays indexed by index row (nan where the frame was not predicted) plus ``present``."""
     out = {"present": np.zeros(n, bool)}
@@ -197,6 +223,8 @@ def collect_predictions(
                 methods.setdefault(f"gen{g}_{kind}", {})[split] = arrays
         del models
         gc.collect()
+    if cfg.dirichlet_student:
+        methods.update(dirichlet_methods(run, cfg, datasets, {s: len(ix) for s, ix in indices.items()}))
     if cfg.dropout > 0:
         model = run.load_member(cfg, 0, 0, mc_dropout=True)
         for split, ds in datasets.items():
@@ -208,6 +236,26 @@ def collect_predictions(
     else:
         logging.warning("the run has --dropout 0: no MC Dropout row")
     return methods
+
+
+def dirichlet_methods(run: RunDir, cfg, datasets: dict, sizes: dict) -> dict:
+    """{"dirichlet_single", "dirichlet_density": {split: aligned arrays}} (empty, with a warning,
+    when the run's Dirichlet student or its density is missing)."""
+    if not run.dirichlet_done(cfg) or not os.path.exists(run.density_path(cfg)):
+        logging.warning(
+            "%s is unfinished: no dirichlet rows (run train.py to finish it)", run.dirichlet_dir(cfg)
+        )
+        return {}
+    net = run.load_member(cfg, run.dirichlet_generation(cfg), DIRICHLET)
+    density = GaussianDensity.load(run.density_path(cfg))
+    out: dict[str, dict] = {"dirichlet_single": {}, "dirichlet_density": {}}
+    for split, ds in datasets.items():
+        pred = predict_features(net, ds, density.layers)
+        probs, epistemic = dirichlet_predictions(pred["outputs"])
+        out["dirichlet_single"][split] = _aligned(probs, epistemic, pred["frame_id"], sizes[split])
+        density_score = density.score(pred["features"])
+        out["dirichlet_density"][split] = _aligned(probs, density_score, pred["frame_id"], sizes[split])
+    return out
 
 
 def add_temperature_scaling(methods: dict, index: FrameIndex, fit_rows: np.ndarray) -> TemperatureScaler:
@@ -413,7 +461,8 @@ def evaluate_run(
 def method_order(methods: dict) -> list[str]:
     gens = sorted({int(n[3:].split("_")[0]) for n in methods if n.startswith("gen")})
     names = [f"gen{g}_{k}" for g in gens for k in ("single", "ensemble")]
-    return names + [n for n in ("temperature_scaling", "mc_dropout") if n in methods]
+    others = ("dirichlet_single", "dirichlet_density", "temperature_scaling", "mc_dropout")
+    return names + [n for n in others if n in methods]
 
 
 def frame_counts(index, present, fit_rows, eval_rows, methods, seed, ood_dir) -> dict:

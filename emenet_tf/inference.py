@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.uncertainty import KINDS
 from emenet_tf._keras import tf
 
 LABEL_KEYS = ("au", "au_mask", "expr", "expr_mask", "va", "va_mask", "frame_id")
+_FLOOR = 1e-38  # about the smallest normal float32: log p of an underflowed softmax entry
+_BERNOULLI_EPS = 1e-7  # float32 resolution of a sigmoid near 0 and 1
 
 
 def probabilities(logits: dict) -> dict:
@@ -16,6 +19,17 @@ def probabilities(logits: dict) -> dict:
         "expr": tf.nn.softmax(tf.cast(logits["expr"], tf.float32), axis=-1),
         "va": tf.nn.softmax(tf.cast(logits["va"], tf.float32), axis=-1),
     }
+
+
+def to_logits(probs, kind: str = "categorical") -> np.ndarray:
+    """Logits that reproduce ``probs``: log p (categorical, last axis) or log(p / (1 - p)) (Bernoulli)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    p = np.asarray(probs, np.float64)
+    if kind == "categorical":
+        return np.log(np.maximum(p, _FLOOR))
+    p = np.clip(p, _BERNOULLI_EPS, 1.0 - _BERNOULLI_EPS)
+    return np.log(p) - np.log1p(-p)
 
 
 def predict_dataset(models, dataset, passes: int = 1, keep_members: bool = False) -> dict:

@@ -25,9 +25,11 @@ def _pyplot():
 
 
 def featured(methods: dict, generations: int) -> list[str]:
-    """The few methods worth a panel: first and last single, last ensemble, the two baselines."""
+    """The few methods worth a panel: first and last single, last ensemble, the Dirichlet student (its
+    density score), the two baselines."""
     last = generations - 1
-    names = ["gen0_single", f"gen{last}_single", f"gen{last}_ensemble", "temperature_scaling", "mc_dropout"]
+    names = ["gen0_single", f"gen{last}_single", f"gen{last}_ensemble", "dirichlet_density"]
+    names += ["temperature_scaling", "mc_dropout"]
     return [n for i, n in enumerate(names) if n in methods and n not in names[:i]]
 
 

@@ -107,9 +107,10 @@ def render(result: dict, full: dict, scaler, generations: int) -> str:
             "",
             "## Out of domain (validation faces negative, OOD images positive)",
             "",
-            "Score: epistemic uncertainty (mutual information) for gen*_ensemble and mc_dropout, predictive "
-            "normalised entropy for the others; both the mean of the EXPR value, the mean over the 12 AUs and "
-            "the mean over valence and arousal.",
+            "Score: epistemic uncertainty (mutual information) for gen*_ensemble, mc_dropout and "
+            "dirichlet_single (closed form from its concentrations), predictive normalised entropy for the "
+            "others; both the mean of the EXPR value, the mean over the 12 AUs and the mean over valence and "
+            "arousal. dirichlet_density: the negative log density of the Dirichlet student's features.",
             "",
             table(result["methods"], "ood"),
         ]

@@ -8,7 +8,10 @@ A run folder (``--workdir``) holds::
   data/                        the synthetic benchmark, when no --data_dir was given
   gen<g>/member<k>/            one ensemble member: best.weights.h5, done.json, history.jsonl,
                                tensorboard/, ckpt/ (while it trains), .lock
-  gen<g>/soft_labels.npz       generation g's mean probabilities over the training frames
+  gen<g>/soft_labels.npz       generation g's mean probabilities over the training frames (and
+                               each member's logits, float16, for the Dirichlet student)
+  gen<G>/dirichlet/            the Dirichlet student of the last generation G - 1 (G = generations):
+                               a member's files, plus density.npz (its feature-density OOD score)
   eval/  export/               evaluate.py's and the exporter's outputs
 
 Every path is resolved from the folder this object is given, never from the ``workdir`` saved in
@@ -38,6 +41,8 @@ TENSORBOARD = "tensorboard"
 CHECKPOINTS = "ckpt"
 SOFT_LABELS = "soft_labels.npz"
 LOCK = ".lock"
+DIRICHLET = "dirichlet"  # the member name of the distribution-distilled (Dirichlet) student
+DENSITY = "density.npz"
 TEMPORARY_PREFIX = ".tmp-"  # io.atomic_path's temporaries: never read, removed on resume
 
 
@@ -91,19 +96,21 @@ class RunDir:
     def soft_labels_path(self, generation: int) -> str:
         return os.path.join(self.generation_dir(generation), SOFT_LABELS)
 
-    def member_dir(self, generation: int, member: int) -> str:
-        return os.path.join(self.generation_dir(generation), f"member{member}")
+    def member_dir(self, generation: int, member: int | str) -> str:
+        """gen<g>/member<k>, or gen<g>/dirichlet for member ``DIRICHLET``."""
+        name = member if isinstance(member, str) else f"member{member}"
+        return os.path.join(self.generation_dir(generation), name)
 
-    def member_file(self, generation: int, member: int, name: str) -> str:
+    def member_file(self, generation: int, member: int | str, name: str) -> str:
         return os.path.join(self.member_dir(generation, member), name)
 
-    def best_weights_path(self, generation: int, member: int) -> str:
+    def best_weights_path(self, generation: int, member: int | str) -> str:
         return self.member_file(generation, member, BEST_WEIGHTS)
 
-    def done_path(self, generation: int, member: int) -> str:
+    def done_path(self, generation: int, member: int | str) -> str:
         return self.member_file(generation, member, DONE)
 
-    def is_done(self, generation: int, member: int) -> bool:
+    def is_done(self, generation: int, member: int | str) -> bool:
         """The member finished training: its done.json exists (written after its best weights)."""
         return os.path.isfile(self.done_path(generation, member))
 
@@ -124,6 +131,22 @@ class RunDir:
             if not self.is_done(generation, k)
         ]
 
+    # ------------------------------------------------------------ the Dirichlet student
+
+    @staticmethod
+    def dirichlet_generation(cfg: TrainConfig) -> int:
+        """The Dirichlet student's generation: one after the last, whose ensemble teaches it."""
+        return cfg.generations
+
+    def dirichlet_dir(self, cfg: TrainConfig) -> str:
+        return self.member_dir(self.dirichlet_generation(cfg), DIRICHLET)
+
+    def dirichlet_done(self, cfg: TrainConfig) -> bool:
+        return self.is_done(self.dirichlet_generation(cfg), DIRICHLET)
+
+    def density_path(self, cfg: TrainConfig) -> str:
+        return os.path.join(self.dirichlet_dir(cfg), DENSITY)
+
     # ------------------------------------------------------------ reading a run
 
     def load_config(self) -> TrainConfig:
@@ -136,8 +159,10 @@ class RunDir:
             raise RunError(f"{self.config_path}: unreadable run configuration ({err})") from None
         return dataclasses.replace(cfg, workdir=self.root)
 
-    def load_member(self, cfg: TrainConfig, generation: int, member: int, mc_dropout: bool = False):
+    def load_member(self, cfg: TrainConfig, generation: int, member: int | str, mc_dropout: bool = False):
         """A finished member's best weights in a fresh model (optionally with MC Dropout active).
+
+        Member ``DIRICHLET`` is a Dirichlet student (``build_emenet(dirichlet=True)``).
 
         Raises RunError naming the member when it is not finished, or the file when its weights
         cannot be read (truncated, not HDF5, another architecture).
@@ -150,7 +175,13 @@ class RunDir:
         from emenet_tf.models import build_emenet
 
         path = self.best_weights_path(generation, member)
-        net = build_emenet(cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout)
+        net = build_emenet(
+            cfg.model,
+            image_size=cfg.image_size,
+            dropout=cfg.dropout,
+            mc_dropout=mc_dropout,
+            dirichlet=member == DIRICHLET,
+        )
         try:
             net.load_weights(path)
         except (OSError, ValueError, KeyError) as err:

@@ -23,7 +23,7 @@ import tempfile
 
 from absl import logging
 
-from emenet_tf import locks, losses, metrics
+from emenet_tf import distributions, locks, losses, metrics
 from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
@@ -33,7 +33,16 @@ from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_save_weights, atomic_write_json, atomic_write_text, describe_os_error
 from emenet_tf.labels import va_bin_centres
 from emenet_tf.models import build_emenet, input_size, load_backbone_weights
-from emenet_tf.rundir import BEST_WEIGHTS, CHECKPOINTS, HISTORY, LOCK, TEMPORARY_PREFIX, TENSORBOARD, RunDir
+from emenet_tf.rundir import (
+    BEST_WEIGHTS,
+    CHECKPOINTS,
+    DIRICHLET,
+    HISTORY,
+    LOCK,
+    TEMPORARY_PREFIX,
+    TENSORBOARD,
+    RunDir,
+)
 from emenet_tf.uncertainty import va_expectation
 
 
@@ -50,9 +59,10 @@ class LossSetup:
     va_ce_weight: float = 1.0
     soft: bool = False  # train on soft labels (distillation)
     hard_label_weight: float = 0.0  # with soft: weight of the ground-truth losses added
+    dirichlet: str | None = None  # with soft: a Dirichlet student's target (config.DIRICHLET_TARGETS)
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, weights: dict, soft: bool) -> LossSetup:
+    def from_config(cls, cfg: TrainConfig, weights: dict, soft: bool, dirichlet: bool = False) -> LossSetup:
         return cls(
             au_pos_weight=tuple(weights["au_pos_weight"]),
             expr_class_weight=tuple(weights["expr_class_weight"]),
@@ -63,11 +73,15 @@ class LossSetup:
             va_ce_weight=cfg.va_ce_weight,
             soft=soft,
             hard_label_weight=cfg.hard_label_weight,
+            dirichlet=cfg.dirichlet_target if dirichlet else None,
         )
 
 
 def task_losses(setup: LossSetup, batch: dict, logits: dict) -> dict:
-    """Per-task losses (scalars) of one batch: hard, soft, or soft + hard_label_weight * hard."""
+    """Per-task losses (scalars) of one batch: hard, soft, or soft + hard_label_weight * hard.
+
+    A Dirichlet student's logits are its mean prediction: the hard and soft losses apply to them.
+    """
     logits = {k: tf.cast(v, tf.float32) for k, v in logits.items()}
     out = {}
     if not setup.soft or setup.hard_label_weight > 0:
@@ -79,13 +93,40 @@ def task_losses(setup: LossSetup, batch: dict, logits: dict) -> dict:
             batch["va"], batch["va_mask"], logits["va"], setup.va_ccc_weight, setup.va_ce_weight
         )
     if setup.soft:
-        soft = {
-            "au": losses.au_soft_ce(batch["soft_au"], logits["au"]),
-            "expr": losses.expr_kl(batch["soft_expr"], logits["expr"]),
-            "va": losses.va_kl(batch["soft_va"], logits["va"], ccc_weight=setup.va_ccc_weight),
-        }
+        soft = (
+            dirichlet_losses(setup, batch, logits) if setup.dirichlet else soft_losses(setup, batch, logits)
+        )
         out = {k: soft[k] + setup.hard_label_weight * out[k] if k in out else soft[k] for k in soft}
     return out
+
+
+def soft_losses(setup: LossSetup, batch: dict, logits: dict) -> dict:
+    """The paper's students: cross-entropy / KL to the teacher ensemble's mean probabilities."""
+    return {
+        "au": losses.au_soft_ce(batch["soft_au"], logits["au"]),
+        "expr": losses.expr_kl(batch["soft_expr"], logits["expr"]),
+        "va": losses.va_kl(batch["soft_va"], logits["va"], ccc_weight=setup.va_ccc_weight),
+    }
+
+
+def dirichlet_losses(setup: LossSetup, batch: dict, outputs: dict) -> dict:
+    """A Dirichlet student: the paper's soft losses teach its mean (logits), the distribution
+    distillation of every teacher member (``losses.dirichlet_loss``) its precisions.
+
+    The mean inside the Dirichlet term is held (stop_gradient) and the precision heads read
+    stop-gradient features, so that term changes neither the backbone nor the mean heads. Measured
+    on the demo runs: when the Dirichlet likelihood may move them, it swamps the mean losses (top-1
+    0.58 -> 0.15-0.50, NLL up), whether it moves the mean or only the precision.
+    """
+    held = {**outputs, **{t: tf.stop_gradient(outputs[t]) for t in ("au", "expr", "va")}}
+    log_alpha = distributions.dirichlet_log_concentrations(held)
+    mean = soft_losses(setup, batch, outputs)
+    members = {t: batch[f"soft_{key}"] for t, key in pipeline.MEMBER_LOGITS.items()}
+    target = setup.dirichlet
+    return {
+        t: mean[t] + losses.dirichlet_loss(members[t], log_alpha[t], target, bernoulli=t == "au")
+        for t in mean
+    }
 
 
 class MultitaskTrainer(keras.Model):
@@ -289,7 +330,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 def train_member(
     cfg: TrainConfig,
     generation: int,
-    member: int,
+    member: int | str,
     train_index: FrameIndex,
     val_index: FrameIndex | None,
     class_weights: dict,
@@ -305,7 +346,7 @@ def train_member(
     run = RunDir(cfg.workdir)
     best_path = run.best_weights_path(generation, member)
     if run.is_done(generation, member):
-        logging.info("gen %d member %d is done; skipping", generation, member)
+        logging.info("gen %d member %s is done; skipping", generation, member)
         return best_path
     strategy = strategy or make_strategy(cfg.strategy)
     out_dir = run.member_dir(generation, member)
@@ -361,17 +402,19 @@ def _fit_member(
     if val_index is not None and len(val_index):
         val_ds = pipeline.make_dataset(val_index, image_size, cfg.batch_size, training=False)
     with strategy.scope():
-        net = build_emenet(cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, seed=seed)
-        state = MemberState(net)
-        trainer = MultitaskTrainer(
-            net, LossSetup.from_config(cfg, class_weights, soft=soft_labels is not None)
+        dirichlet = member == DIRICHLET
+        net = build_emenet(
+            cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, seed=seed, dirichlet=dirichlet
         )
+        state = MemberState(net)
+        setup = LossSetup.from_config(cfg, class_weights, soft=soft_labels is not None, dirichlet=dirichlet)
+        trainer = MultitaskTrainer(net, setup)
         trainer.compile(optimizer=make_optimizer(cfg, steps))
         ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer, state=state)
         manager = tf.train.CheckpointManager(ckpt, os.path.join(out_dir, CHECKPOINTS), max_to_keep=1)
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint)
-            logging.info("gen %d member %d: resuming after epoch %d", generation, member, int(state.epoch))
+            logging.info("gen %d member %s: resuming after epoch %d", generation, member, int(state.epoch))
         elif cfg.backbone_weights:
             loaded = load_backbone_weights(net, cfg.backbone_weights)
             logging.info("loaded %d backbone layers from %s", len(loaded), cfg.backbone_weights)

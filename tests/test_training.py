@@ -85,6 +85,49 @@ def test_soft_label_mode_uses_soft_targets_only(splits):
     assert float(c["expr"]) != pytest.approx(float(a["expr"]))
 
 
+def _dirichlet_soft(n, members=3, seed=0):
+    """Soft labels with every member's logits (float16, as stored), members that disagree."""
+    rng = np.random.default_rng(seed)
+    soft = _uniform_soft(n)
+    shapes = {"au": (12,), "expr": (7,), "va": (2, 20)}
+    for task, key in pipeline.MEMBER_LOGITS.items():
+        soft[key] = rng.normal(size=(n, members) + shapes[task]).astype(np.float16)
+    return soft
+
+
+@pytest.mark.parametrize("target", ["members", "proxy"])
+def test_the_dirichlet_term_moves_only_the_precision_heads(splits, target):
+    """The mean is the paper's student: the Dirichlet term's gradient reaches only the precision heads,
+    and the whole Dirichlet student's loss is its soft losses plus that term."""
+    from emenet_tf._keras import tf
+
+    train = splits["train"]
+    weights = class_weights(train)
+    setup = training.LossSetup(
+        tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True, dirichlet=target
+    )
+    net = build_emenet("tiny", seed=0, dirichlet=True)
+    soft = _dirichlet_soft(len(train))
+    batch = next(iter(pipeline.make_dataset(train, 32, 8, training=False, soft_labels=soft)))
+    assert batch["soft_member_va_logits"].dtype == tf.float16 and batch["soft_member_va_logits"].shape == (
+        8,
+        3,
+        2,
+        20,
+    )
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = net(batch["image"])
+        total = training.task_losses(setup, batch, outputs)
+        paper = training.soft_losses(setup, batch, outputs)
+        term = tf.add_n([total[t] - paper[t] for t in total])
+    variables = net.trainable_variables
+    grads = dict(zip([v.name for v in variables], tape.gradient(term, variables), strict=True))
+    moved = {name for name, g in grads.items() if g is not None and float(tf.reduce_max(tf.abs(g))) > 0}
+    assert moved and all("_precision" in name for name in moved), sorted(moved)
+    assert {n.split("/")[0] for n in moved} >= {"expr_precision", "au_precision", "va_precision"}
+    assert all(np.isfinite(float(v)) for v in total.values())
+
+
 def _uniform_soft(n):
     return {"au": np.full((n, 12), 0.5), "expr": np.full((n, 7), 1 / 7), "va": np.full((n, 2, 20), 0.05)}
 

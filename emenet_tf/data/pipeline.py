@@ -2,7 +2,9 @@
 
 Batches are dicts (see docs/ARCHITECTURE.md): ``image`` float32 in [0, 1], the per-task labels
 and masks from the ``FrameIndex``, ``frame_id`` (the row in the index) and, when soft labels are
-given, ``soft_au``, ``soft_expr`` and ``soft_va``.
+given, ``soft_<key>`` for each of their arrays: ``soft_au``, ``soft_expr``, ``soft_va`` (the teacher
+ensemble's mean probabilities) and, for a Dirichlet student, ``soft_member_<task>_logits``
+(``MEMBER_LOGITS``: every teacher member's logits, (B, M, ...), float16 as stored).
 
 A corrupt or unreadable JPEG never stops training: files without JPEG start/end markers are
 dropped and reported by path (``BadImageLog``); anything the decoder still rejects is dropped by
@@ -21,6 +23,9 @@ from emenet_tf.data.index import FrameIndex
 
 AUTOTUNE = tf.data.AUTOTUNE
 JITTER = 0.3  # brightness / contrast / saturation factors drawn from [1 - JITTER, 1 + JITTER]
+# Soft-label keys of the teacher members' logits (frame axis first: (N, M, ...)), by task: AU
+# log-odds (N, M, 12), EXPR and VA log-probabilities (N, M, 7) and (N, M, 2, 20).
+MEMBER_LOGITS = {"au": "member_au_logits", "expr": "member_expr_logits", "va": "member_va_logits"}
 
 
 class BadImageLog:
@@ -53,12 +58,12 @@ def _index_tensors(index: FrameIndex, soft_labels: dict | None) -> dict:
         "va_mask": index.va_mask.astype(np.float32),
         "frame_id": index.frame_id,
     }
-    if soft_labels is not None:
-        for key in ("au", "expr", "va"):
-            array = np.asarray(soft_labels[key], np.float32)
-            if array.shape[0] != len(index):
-                raise ValueError(f"soft labels for {key} have {array.shape[0]} rows, index has {len(index)}")
-            tensors[f"soft_{key}"] = array
+    for key, value in (soft_labels or {}).items():
+        array = np.asarray(value)
+        array = array if array.dtype == np.float16 else array.astype(np.float32)  # float16 stays compact
+        if array.shape[0] != len(index):
+            raise ValueError(f"soft labels for {key} have {array.shape[0]} rows, index has {len(index)}")
+        tensors[f"soft_{key}"] = array
     return tensors
 
 

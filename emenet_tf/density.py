@@ -1,0 +1,123 @@
+"""Feature-density OOD score (DDU, Mukhoti et al. 2023): class-conditional Gaussians on a model's features.
+
+Features: the outputs of ``layers`` of the model, each averaged over its spatial axes when it is a
+feature map, concatenated (D values per image). Fit once after training, on the training frames
+(no augmentation), in float64: class k of a frame = the model's EXPR argmax; mu_k its mean,
+pi_k its share; one covariance S shared by the classes (stable with few frames per class), plus
+JITTER * mean variance on the diagonal. With S = L L^T, W = L^-1, u = W z and v_k = W mu_k:
+  log pi_k N(z; mu_k, S) = u . v_k - |u|^2 / 2 + c_k,   c_k = log pi_k - |v_k|^2 / 2 - log det L - D/2 log 2 pi
+  score(z) = -logsumexp_k(...) / D      (nats per feature; higher: less like the training faces)
+At inference that is one matrix product, a second one and a logsumexp: TFLite builtins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from emenet_tf.io import atomic_save_npz
+
+# The layers whose outputs are the features, measured (the Dirichlet students of three default
+# runs, docs/ARCHITECTURE.md): ... see DENSITY_LAYERS_NOTE.
+DENSITY_LAYERS = ("embedding_bn",)
+JITTER = 1e-3  # added to the covariance's diagonal, relative to the mean feature variance
+MIN_CLASS_FRAMES = 2  # classes with fewer training frames get no Gaussian
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianDensity:
+    """The fitted density: feature ``layers``, whitening ``w`` (D, D), class means ``v`` (K, D)
+    in whitened space and offsets ``c`` (K,)."""
+
+    layers: tuple[str, ...]
+    w: np.ndarray
+    v: np.ndarray
+    c: np.ndarray
+
+    @classmethod
+    def fit(cls, features, classes, layers=DENSITY_LAYERS) -> GaussianDensity:
+        """Fit on (N, D) ``features`` with (N,) integer ``classes``; ValueError if none has 2 frames."""
+        z = np.asarray(features, np.float64)
+        classes = np.asarray(classes)
+        kept = [k for k in np.unique(classes) if (classes == k).sum() >= MIN_CLASS_FRAMES]
+        if not kept:
+            raise ValueError(f"no class has {MIN_CLASS_FRAMES} frames to fit a density on ({len(z)} frames)")
+        rows = np.isin(classes, kept)
+        mu = np.stack([z[classes == k].mean(axis=0) for k in kept])
+        log_pi = np.log([(classes == k).sum() / rows.sum() for k in kept])
+        centred = z[rows] - mu[np.searchsorted(kept, classes[rows])]
+        dim = z.shape[1]
+        cov = centred.T @ centred / rows.sum()
+        cov += JITTER * np.trace(cov) / dim * np.eye(dim)
+        chol = np.linalg.cholesky(cov)
+        w = np.linalg.inv(chol)
+        v = mu @ w.T
+        c = (
+            log_pi
+            - 0.5 * (v**2).sum(axis=1)
+            - np.log(np.diag(chol)).sum()
+            - 0.5 * dim * math.log(2 * math.pi)
+        )
+        return cls(tuple(layers), w, v, c)
+
+    def score(self, features) -> np.ndarray:
+        """(N, D) features -> (N,) OOD score, float64 (the module docstring's formula)."""
+        u = np.asarray(features, np.float64) @ self.w.T
+        logits = u @ self.v.T - 0.5 * (u**2).sum(axis=1, keepdims=True) + self.c
+        top = logits.max(axis=1, keepdims=True)
+        log_density = (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))[:, 0]
+        return -log_density / self.w.shape[0]
+
+    def score_tf(self, features):
+        """The same score as TensorFlow ops (MatMul, Mul, Sum, Add, logsumexp): float32 in the graph."""
+        from emenet_tf._keras import tf
+
+        u = tf.matmul(features, tf.constant(self.w.T, tf.float32))
+        logits = tf.matmul(u, tf.constant(self.v.T, tf.float32))
+        logits = logits - 0.5 * tf.reduce_sum(u * u, axis=1, keepdims=True) + tf.constant(self.c, tf.float32)
+        return -tf.reduce_logsumexp(logits, axis=1) / float(self.w.shape[0])
+
+    def save(self, path: str) -> None:
+        atomic_save_npz(path, layers=np.array(self.layers), w=self.w, v=self.v, c=self.c)
+
+    @classmethod
+    def load(cls, path: str) -> GaussianDensity:
+        with np.load(path) as data:
+            return cls(tuple(str(n) for n in data["layers"]), data["w"], data["v"], data["c"])
+
+
+def feature_tensor(net, layers=DENSITY_LAYERS):
+    """The features of a Keras model: ``layers``' outputs, spatially averaged if 4-D, concatenated."""
+    from emenet_tf._keras import keras
+
+    outs = []
+    for name in layers:
+        out = net.get_layer(name).output
+        outs.append(
+            keras.layers.GlobalAveragePooling2D(name=f"{name}_density_pool")(out)
+            if out.shape.rank == 4
+            else out
+        )
+    return outs[0] if len(outs) == 1 else keras.layers.Concatenate(name="density_features")(outs)
+
+
+def predict_features(net, dataset, layers=DENSITY_LAYERS) -> dict:
+    """{"features" (N, D), "outputs" {name: (N, ...)} the model's raw outputs, "frame_id" (N,)} over a dataset."""
+    from emenet_tf._keras import keras
+
+    model = keras.Model(net.input, {"features": feature_tensor(net, layers), **net.output})
+    chunks: dict[str, list] = {}
+    for batch in dataset:
+        for key, value in {**model.predict_on_batch(batch["image"]), "frame_id": batch["frame_id"]}.items():
+            chunks.setdefault(key, []).append(np.asarray(value))
+    arrays = {k: np.concatenate(v) for k, v in chunks.items()}
+    features, frame_id = arrays.pop("features"), arrays.pop("frame_id")
+    return {"features": features, "outputs": arrays, "frame_id": frame_id}
+
+
+def fit_model_density(net, dataset, layers=DENSITY_LAYERS) -> GaussianDensity:
+    """Fit the density of ``net``'s features over ``dataset`` (classes: its EXPR argmax)."""
+    pred = predict_features(net, dataset, layers)
+    return GaussianDensity.fit(pred["features"], pred["outputs"]["expr"].argmax(axis=1), layers)
