@@ -191,3 +191,19 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, data_dir):
     history = [json.loads(line) for line in open(os.path.join(rundir.member_dir(0, 0), "history.jsonl"))]
     assert [h["epoch"] for h in history] == [1, 2]  # written once, by the chief only
     rundir.load_member(rundir.load_config(), 0, 0)
+
+
+def test_unreadable_frames_are_named_in_the_run_summary(tmp_path, data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    frames = sorted((data / "cropped_aligned").glob("syn-train-000/*.jpg"))
+    raw = frames[3].read_bytes()
+    frames[3].write_bytes(raw[: len(raw) // 2])  # truncated: no end marker
+    cfg = TrainConfig(workdir=str(tmp_path / "w"), data_dir=str(data), model="tiny", ensemble_size=1,
+                      generations=1, epochs=1, steps_per_epoch=3, batch_size=16, verbose=0)  # fmt: skip
+    result = run.run(cfg, evaluate=False, export=False)
+    summary = json.load(open(RunDir(cfg.workdir).data_summary_path))
+    assert summary["dropped_images"]["bad_images"] == 1 == result["dropped_images"]["bad_images"]
+    assert "syn-train-000/" + frames[3].name in summary["dropped_images"]["examples"][0]
+    assert "truncated JPEG" in summary["dropped_images"]["examples"][0]
+    assert summary["train"]["frames"] > 0 and "skipped" in summary["validation"]
