@@ -14,8 +14,9 @@ from edge import uncertainty as npu
 from edge.contract import ENSEMBLE_OUTPUTS, SINGLE_OUTPUTS
 from edge.runtime import input_tensor
 from emenet_tf import export
+from emenet_tf import io as io_lib
 from emenet_tf.data import affwild2
-from emenet_tf.errors import ExportError, RunError
+from emenet_tf.errors import ExportError, RunError, WriteError
 from emenet_tf.export import convert as convert_lib
 from emenet_tf.export import model as model_lib
 from emenet_tf.export import parity, qat, tflite
@@ -478,9 +479,9 @@ def test_a_write_failure_names_the_file_and_leaves_nothing(tmp_path, monkeypatch
         def write(self, data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(model_lib, "open", FullDisk, raising=False)
+    monkeypatch.setattr(io_lib, "open", FullDisk, raising=False)
     path = str(tmp_path / "student_int8.tflite")
-    with pytest.raises(ExportError, match=r"student_int8\.tflite: cannot write \(No space left on device\)"):
+    with pytest.raises(WriteError, match=r"student_int8\.tflite: cannot write \(No space left on device\)"):
         model_lib.write_file(path, b"model")
     assert os.listdir(tmp_path) == []
 

@@ -15,13 +15,12 @@ import tempfile
 import numpy as np
 from absl import logging
 
-from emenet_tf.errors import ExportError
 from emenet_tf.export.convert import BACKBONE_LAYERS, FLOAT_LAYERS, convert
 from emenet_tf.export.graph import ExportModule, keras_outputs
 from emenet_tf.export.metadata import calibrate_thresholds, metadata
 from emenet_tf.export.parity import float_parity, int8_parity, on_uint8_grid, parity_failures
 from emenet_tf.export.tflite import check_signature, input_spec, run_tflite
-from emenet_tf.io import atomic_path, atomic_write_json
+from emenet_tf.io import atomic_write_bytes, atomic_write_json
 
 
 def export_model(
@@ -104,12 +103,8 @@ def write_checked(
 
 
 def write_file(path: str, content) -> None:
-    """Write bytes or a JSON object atomically; ExportError naming the path if it fails (ENOSPC...)."""
-    try:
-        if isinstance(content, bytes):
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                f.write(content)
-        else:
-            atomic_write_json(path, content)
-    except OSError as err:
-        raise ExportError(f"{path}: cannot write ({err.strerror or err})") from None
+    """Write bytes or a JSON object atomically; WriteError naming the path if it fails (ENOSPC...)."""
+    if isinstance(content, bytes):
+        atomic_write_bytes(path, content)
+    else:
+        atomic_write_json(path, content)
