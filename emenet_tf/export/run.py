@@ -54,7 +54,7 @@ def export_run(
     Writes the .tflite files, their metadata and ``parity.json`` into ``out_dir`` (default
     ``<workdir>/export``), replacing it whole. Raises RunError for an unfinished run, and
     ExportError naming every model that missed a parity target (after writing the others and
-    parity.json) unless ``allow_degraded``, or naming a file that could not be written.
+    parity.json) unless ``allow_degraded``; WriteError naming a file that could not be written.
     Returns {"out_dir", "generation", "files": {name: path}, "parity": {name: figures}, "failures", "targets"}.
     """
     run = RunDir(workdir)
@@ -73,23 +73,17 @@ def export_run(
         float_backbone_max=float_backbone_max,
     )
     out_dir = os.path.abspath(out_dir or run.export_dir)
-    try:
-        with locks.hold(run.export_lock_path, f"{run.root} (export)"), atomic_path(out_dir) as tmp:
-            _remove_stale_temporaries(out_dir)
-            os.makedirs(tmp)
-            results = [export_model(members[:1], "student", tmp, **common)]
-            if len(members) > 1:
-                results.append(export_model(members, "ensemble", tmp, **common))
-            if qat_epochs > 0:
-                qat = qat_finetune(run, cfg, members[0], splits["train"], qat_epochs, steps=qat_steps)
-                results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded))
-            summary = _summary(results, out_dir, generation)
-            write_file(os.path.join(tmp, PARITY_FILE), summary)
-    except OSError as err:  # the swap itself, or a write outside write_file
-        where = err.filename or out_dir
-        raise ExportError(
-            f"{where}: cannot write the export ({err.strerror or err}); {out_dir} is as it was"
-        ) from None
+    with locks.hold(run.export_lock_path, f"{run.root} (export)"), atomic_path(out_dir) as tmp:
+        _remove_stale_temporaries(out_dir)
+        os.makedirs(tmp)
+        results = [export_model(members[:1], "student", tmp, **common)]
+        if len(members) > 1:
+            results.append(export_model(members, "ensemble", tmp, **common))
+        if qat_epochs > 0:
+            qat = qat_finetune(run, cfg, members[0], splits["train"], qat_epochs, steps=qat_steps)
+            results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded))
+        summary = _summary(results, out_dir, generation)
+        write_file(os.path.join(tmp, PARITY_FILE), summary)
     if summary["failures"] and not allow_degraded:
         raise ExportError(
             f"refused to write models that miss their parity targets (see {os.path.join(out_dir, PARITY_FILE)}; "
