@@ -1,11 +1,13 @@
 """Times the Aff-Wild2 reader on a label-only tree of ~3M annotation lines and reports its memory.
 
-  /work/venv/bin/python benchmarks/index_bench.py [--lines 3000000] [--videos 550] [--out DIR]
+  python benchmarks/index_bench.py [--lines 3000000] [--videos 550] [--images] [--out DIR]
 
 --lines counts annotation lines over all files of the three task sets (every video is in all
-three), so the index has about lines / 3 frames. No images are written: the reader runs with
-check_images=False. Prints lines/s, peak RSS (ru_maxrss) and the RSS growth kept by the index,
-beside the index's own byte count and what fixed-width unicode paths would have cost instead.
+three), so the index has about lines / 3 frames. By default no images are written and the reader
+runs with check_images=False; --images writes an empty <00001>.jpg per frame and times the
+reader with check_images=True (the folder listing and file-name checks; use fewer --lines).
+Prints lines/s, CPU time, peak RSS (ru_maxrss) and the RSS growth kept by the index, beside the
+index's own byte count and what fixed-width unicode paths would have cost instead.
 """
 
 import argparse
@@ -49,7 +51,7 @@ def line_pools(rng: np.random.Generator) -> dict:
     }
 
 
-def build_tree(out: str, lines: int, videos: int, seed: int = 0) -> int:
+def build_tree(out: str, lines: int, videos: int, images: bool, seed: int = 0) -> int:
     """Write annotations for ``videos`` videos in all three sets, ``lines`` lines in total."""
     rng = np.random.default_rng(seed)
     pools = line_pools(rng)
@@ -70,7 +72,16 @@ def build_tree(out: str, lines: int, videos: int, seed: int = 0) -> int:
             with open(os.path.join(folder, name + ".txt"), "w") as f:
                 f.write(body)
             written += n
+            if images and t == 0:
+                write_images(os.path.join(out, "cropped_aligned", name), n)
     return written
+
+
+def write_images(folder: str, frames: int) -> None:
+    """Empty <00001>.jpg files for frames 1..frames: the reader lists names, it never opens them."""
+    os.makedirs(folder, exist_ok=True)
+    for k in range(1, frames + 1):
+        open(os.path.join(folder, f"{k:05d}.jpg"), "wb").close()
 
 
 def index_bytes(index) -> dict:
@@ -89,19 +100,21 @@ def index_bytes(index) -> dict:
     }
 
 
-def run(lines: int, videos: int, out: str) -> None:
+def run(lines: int, videos: int, images: bool, out: str) -> None:
     """Build the tree, time one load_split, print the figures."""
     t0 = time.perf_counter()
-    written = build_tree(out, lines, videos)
+    written = build_tree(out, lines, videos, images)
     print(f"tree: {written} annotation lines, {videos} videos x 3 sets, {time.perf_counter() - t0:.1f} s")
     gc.collect()
     base, base_peak = rss_mb(), peak_rss_mb()
-    t0 = time.perf_counter()
-    index = affwild2.load_split(out, "train", check_images=False)
-    seconds = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    index = affwild2.load_split(out, "train", check_images=images)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     gc.collect()
     kept = rss_mb() - base
-    print(f"load_split: {seconds:.2f} s, {written / seconds:,.0f} lines/s, {len(index)} frames")
+    rate = written / seconds
+    print(f"load_split (check_images={images}): {seconds:.2f} s, {rate:,.0f} lines/s, {len(index)} frames")
+    print(f"  CPU time {cpu:.2f} s (wall time on a shared machine includes waiting for a core)")
     print(f"skipped: {index.skipped}")
     print(f"RSS before {base:.0f} MB; peak (ru_maxrss) {peak_rss_mb():.0f} MB (before {base_peak:.0f} MB)")
     print(f"RSS kept by the index: {kept:.0f} MB ({kept * 1e6 / len(index):.0f} bytes/frame)")
@@ -114,11 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=3_000_000, help="annotation lines over all files")
     parser.add_argument("--videos", type=int, default=550)
+    parser.add_argument("--images", action="store_true", help="write empty images; check_images=True")
     parser.add_argument("--out", default=None, help="tree folder (default: a temp folder, removed after)")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="affwild2_bench_")
     try:
-        run(args.lines, args.videos, out)
+        run(args.lines, args.videos, args.images, out)
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)

@@ -41,6 +41,8 @@ TENSORBOARD = "tensorboard"
 CHECKPOINTS = "ckpt"
 SOFT_LABELS = "soft_labels.npz"
 LOCK = ".lock"
+EVAL_LOCK = ".eval.lock"
+EXPORT_LOCK = ".export.lock"
 DIRICHLET = "dirichlet"  # the member name of the distribution-distilled (Dirichlet) student
 DENSITY = "density.npz"
 TEMPORARY_PREFIX = ".tmp-"  # io.atomic_path's temporaries: never read, removed on resume
@@ -83,6 +85,14 @@ class RunDir:
     @property
     def lock_path(self) -> str:
         return self.path(LOCK)
+
+    @property
+    def eval_lock_path(self) -> str:
+        return self.path(EVAL_LOCK)
+
+    @property
+    def export_lock_path(self) -> str:
+        return self.path(EXPORT_LOCK)
 
     def data_dir(self, cfg: TrainConfig) -> str:
         """The data the run trains on: ``--data_dir``, else the synthetic benchmark inside the run."""

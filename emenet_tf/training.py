@@ -352,7 +352,7 @@ def train_member(
     out_dir = run.member_dir(generation, member)
     if not is_chief(strategy):  # the same steps (and collective reads) as the chief, in a scratch folder
         with tempfile.TemporaryDirectory(prefix="emenet-worker-") as scratch:
-            net, state = _fit_member(
+            net, state, _ = _fit_member(
                 cfg, generation, member, scratch, train_index, val_index, class_weights, soft_labels, strategy
             )
             _save_best(net, state, os.path.join(scratch, BEST_WEIGHTS))
@@ -362,14 +362,16 @@ def train_member(
         if run.is_done(generation, member):  # finished by the process that held the lock before
             return best_path
         remove_stale_temporaries(out_dir)
-        net, state = _fit_member(
+        net, state, bad_images = _fit_member(
             cfg, generation, member, out_dir, train_index, val_index, class_weights, soft_labels, strategy
         )
         _save_best(net, state, best_path)
-        atomic_write_json(
-            run.done_path(generation, member),
-            {"best_epoch": int(state.best_epoch.numpy()), "best_score": float(state.best_score.numpy())},
-        )
+        done = {
+            "best_epoch": int(state.best_epoch.numpy()),
+            "best_score": float(state.best_score.numpy()),
+            "dropped_images": bad_images.summary(),  # frames of this run's data the pipeline could not use
+        }
+        atomic_write_json(run.done_path(generation, member), done)
         shutil.rmtree(os.path.join(out_dir, CHECKPOINTS), ignore_errors=True)
     return best_path
 
@@ -388,6 +390,7 @@ def _fit_member(
     keras.utils.set_random_seed(seed)
     steps = cfg.steps_per_epoch or pipeline.steps_per_epoch(train_index, cfg.batch_size)
     image_size = input_size(cfg.model, cfg.image_size)
+    bad_images = pipeline.BadImageLog()  # every frame the pipeline drops, named, for done.json
     train_ds = pipeline.make_dataset(
         train_index,
         image_size,
@@ -397,10 +400,13 @@ def _fit_member(
         seed=seed,
         augment=cfg.augment,
         repeat=True,
+        bad_images=bad_images,
     )
     val_ds = None
     if val_index is not None and len(val_index):
-        val_ds = pipeline.make_dataset(val_index, image_size, cfg.batch_size, training=False)
+        val_ds = pipeline.make_dataset(
+            val_index, image_size, cfg.batch_size, training=False, bad_images=bad_images
+        )
     with strategy.scope():
         dirichlet = member == DIRICHLET
         net = build_emenet(
@@ -431,7 +437,7 @@ def _fit_member(
         )
     if int(state.best_epoch.numpy()) == 0:
         raise TrainingError(f"{out_dir}: no epoch gave a finite validation score; nothing to keep")
-    return net, state
+    return net, state, bad_images
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -1,5 +1,6 @@
 """Tests of the Aff-Wild2 reader on small hand-written trees: labels, masks, skips, order, errors."""
 
+import json
 import logging
 import os
 
@@ -35,6 +36,30 @@ def write_images(root, video, frames):
         (folder / f"{k:05d}.jpg").write_bytes(b"")
 
 
+def write_files(root, video, names):
+    """Empty files of the given names in cropped_aligned/<video>/ (images under any name)."""
+    folder = root / "cropped_aligned" / video
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+def counts(**nonzero):
+    """The full ``skipped`` dict: every reason, 0 unless given."""
+    assert set(nonzero) <= set(affwild2.SKIP_REASONS)
+    return {reason: nonzero.get(reason, 0) for reason in affwild2.SKIP_REASONS}
+
+
+def load_warning(caplog, root, split="train", **kwargs):
+    """(index, the text of the split's one warning or "") of load_split on ``root``."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        index = affwild2.load_split(str(root), split, **kwargs)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) <= 1, warnings
+    return index, (warnings[0] if warnings else "")
+
+
 def tree(tmp_path):
     """The two top folders of an Aff-Wild2 tree."""
     (tmp_path / "cropped_aligned").mkdir(exist_ok=True)
@@ -64,7 +89,7 @@ def test_merges_tasks_with_masks_order_and_paths(mixed):
     np.testing.assert_array_equal(index.frame, [1, 3, 1, 1, 4, 5])
     assert index.paths[0] == "cropped_aligned/vid_a_left/00001.jpg"
     assert index.paths[-1] == "cropped_aligned/vid_b/00005.jpg"
-    assert index.skipped == {"all_missing": 2, "no_image": 1, "bad_line": 0, "no_video_folder": 0}
+    assert index.skipped == counts(all_missing=2, no_image=1)
     np.testing.assert_array_equal(index.expr, [6, 2, 0, 4, 0, 0])
     np.testing.assert_array_equal(index.expr_mask, [1, 1, 0, 1, 0, 0])
     au_row = np.array(AU_ROW.split(","), float)
@@ -112,8 +137,8 @@ def test_crlf_whitespace_and_six_digit_frames(tmp_path):
     index = affwild2.load_split(str(root), "train")
     np.testing.assert_array_equal(index.va, [[0.5, 0.5], [0.25, -0.5]])
     np.testing.assert_array_equal(index.expr, [1, 2])
-    frames = affwild2._image_frames(str(root / "cropped_aligned" / "v"))
-    assert sorted(frames.tolist()) == [1, 2]
+    frames, names = affwild2._image_files(str(root / "cropped_aligned" / "v"), "v", affwild2._Skips())
+    assert frames.tolist() == [1, 2] and names.tolist() == ["00001.jpg", "00002.jpg"]
 
 
 def test_read_annotation_fast_and_slow_paths_agree(tmp_path):
@@ -198,7 +223,7 @@ def test_skip_mode_counts_bad_lines_and_logs(tmp_path, caplog):
     np.testing.assert_array_equal(index.expr_mask, [1, 1, 0, 0])
     np.testing.assert_array_equal(index.va_mask, [[1, 1], [1, 1], [1, 1], [0, 0]])
     text = caplog.text
-    assert "skipped 4 bad annotation lines" in text and "vid.txt:3" in text, text
+    assert "4 bad annotation lines" in text and "vid.txt:3" in text, text
 
 
 def test_skip_mode_frame_left_without_labels_is_all_missing(tmp_path):
@@ -207,7 +232,7 @@ def test_skip_mode_frame_left_without_labels_is_all_missing(tmp_path):
     write_images(root, "vid", [1, 2])
     index = affwild2.load_split(str(root), "train", skip_bad_labels=True)
     assert len(index) == 1
-    assert index.skipped == {"all_missing": 1, "no_image": 0, "bad_line": 1, "no_video_folder": 0}
+    assert index.skipped == counts(all_missing=1, bad_line=1)
 
 
 def test_missing_video_folder_raises_or_is_skipped(mixed):
@@ -250,3 +275,123 @@ def test_strings_are_compact_object_arrays(mixed):
     np.testing.assert_array_equal(index.keys()[:2], ["vid_a_left/1", "vid_a_left/3"])
     sub = index.subset(index.video == "vid_b")
     np.testing.assert_array_equal(sub.frame, [1, 4, 5])
+
+
+# ---------------------------------------------------------------- frames lost without a word (issue 10)
+
+
+@pytest.mark.parametrize("names", [["1.jpg", "2.jpg", "3.jpg"], ["00001.JPG", "2.jpeg", "000003.JPEG"]])
+def test_unpadded_and_upper_case_image_names_are_frames(tmp_path, names):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1", "2", "3"])
+    write_files(root, "v", names)
+    index = affwild2.load_split(str(root), "train")
+    np.testing.assert_array_equal(index.frame, [1, 2, 3])
+    assert index.paths.tolist() == [f"cropped_aligned/v/{n}" for n in names]
+    assert all(os.path.isfile(os.path.join(root, p)) for p in index.paths)
+    assert index.skipped == counts()
+
+
+def test_two_images_of_one_frame_are_refused_in_one_line(tmp_path):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1", "2"])
+    write_files(root, "v", ["1.jpg", "00001.jpg", "00002.jpg"])
+    for skip in (False, True):
+        with pytest.raises(DataError, match=r"two images of frame 1: 00001\.jpg and 1\.jpg") as err:
+            affwild2.load_split(str(root), "train", skip_bad_labels=skip)
+        assert str(err.value).startswith(str(root / "cropped_aligned" / "v")) and "\n" not in str(err.value)
+
+
+def test_more_images_than_label_lines_are_counted_and_named(tmp_path, caplog):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1", "2", "3"])
+    write_labels(root, "va", "v", ["0,0", "0,0"])
+    write_images(root, "v", range(1, 7))
+    index, warning = load_warning(caplog, root)
+    np.testing.assert_array_equal(index.frame, [1, 2, 3])
+    assert index.skipped == counts(no_label_line=3)
+    examples = ["cropped_aligned/v/00004.jpg", "cropped_aligned/v/00005.jpg", "cropped_aligned/v/00006.jpg"]
+    assert index.skip_examples == {"no_label_line": examples}
+    assert "3 images after the last annotation line of their video" in warning, warning
+    assert "cropped_aligned/v/00004.jpg" in warning and str(root) in warning
+
+
+def test_images_of_a_video_the_other_split_annotates_are_not_counted(tmp_path):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1"])
+    write_labels(root, "va", "v", ["0,0", "0,0", "0,0"], split="validation")
+    write_images(root, "v", range(1, 4))
+    assert affwild2.load_split(str(root), "train").skipped == counts()
+    assert len(affwild2.load_split(str(root), "validation")) == 3
+
+
+def test_fewer_images_than_label_lines_are_named_in_the_warning(tmp_path, caplog):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1", "2", "3", "4"])
+    write_images(root, "v", [1, 4])
+    index, warning = load_warning(caplog, root)
+    np.testing.assert_array_equal(index.frame, [1, 4])
+    assert index.skipped == counts(no_image=2)
+    assert index.skip_examples == {"no_image": ["v frame 2", "v frame 3"]}
+    assert "2 labelled frames without an image (e.g. v frame 2; v frame 3)" in warning, warning
+
+
+def test_image_folders_annotated_in_no_split_are_counted(tmp_path, caplog):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "train_v", ["1"])
+    write_images(root, "train_v", [1])
+    write_labels(root, "au", "val_v", [AU_ROW], split="validation")
+    write_images(root, "val_v", [1])  # annotated in the other split: not an orphan
+    write_images(root, "orphan", [1, 2])
+    (root / "cropped_aligned" / ".cache").mkdir()  # hidden: ignored
+    for split in ("train", "validation"):
+        index, warning = load_warning(caplog, root, split)
+        assert index.skipped == counts(no_annotation=1), split
+        assert index.skip_examples == {"no_annotation": ["cropped_aligned/orphan/"]}
+        assert "1 image folders annotated in no split (e.g. cropped_aligned/orphan/)" in warning, warning
+
+
+def test_files_that_are_not_frame_images_are_counted(tmp_path, caplog):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1", "2"])
+    write_files(root, "v", ["00001.jpg", "00002.png", "notes.txt", "x1.jpg", ".DS_Store", "²3.jpg"])
+    (root / "cropped_aligned" / "faces.zip").write_bytes(b"")
+    index, warning = load_warning(caplog, root)
+    np.testing.assert_array_equal(index.frame, [1])
+    assert index.skipped == counts(no_image=1, not_frame_image=5)
+    assert index.skip_examples["not_frame_image"] == [
+        "cropped_aligned/faces.zip",
+        "cropped_aligned/v/00002.png",
+        "cropped_aligned/v/notes.txt",
+    ]
+    assert "5 files that are not frame images" in warning, warning
+
+
+def test_one_warning_per_split_and_a_json_summary(mixed, caplog):
+    write_images(mixed, "orphan", [1])
+    write_images(mixed, "vid_a_right", [2, 3])  # beyond its one label line
+    write_labels(mixed, "expr", "ghost", ["1"])  # no image folder
+    index, warning = load_warning(caplog, mixed, skip_bad_labels=True)
+    assert index.skipped == counts(
+        all_missing=2, no_image=1, no_video_folder=1, no_label_line=2, no_annotation=1
+    )
+    for reason, n in index.skipped.items():
+        assert (f"{n} {affwild2.SKIP_REASONS[reason]}" in warning) == (n > 0), (reason, warning)
+    summary = json.loads(json.dumps(index.summary()))
+    assert summary["skipped"] == index.skipped
+    assert summary["skip_examples"]["no_video_folder"][0].endswith("ghost.txt")
+    assert summary["skip_examples"]["no_label_line"] == [
+        "cropped_aligned/vid_a_right/00002.jpg",
+        "cropped_aligned/vid_a_right/00003.jpg",
+    ]
+    # A subset keeps the reader's record of what it skipped.
+    assert index.subset(index.video == "vid_b").skip_examples == index.skip_examples
+
+
+def test_examples_are_capped_but_counts_are_not(tmp_path):
+    root = tree(tmp_path)
+    write_labels(root, "expr", "v", ["1"])
+    write_images(root, "v", range(1, 101))
+    index = affwild2.load_split(str(root), "train")
+    assert index.skipped["no_label_line"] == 99
+    assert index.skip_examples["no_label_line"] == [f"cropped_aligned/v/{k:05d}.jpg" for k in (2, 3, 4)]

@@ -5,6 +5,10 @@ Layout (see docs/ARCHITECTURE.md and /work/shared/METHOD.md):
   <data_dir>/annotations/{AU_Set,EXPR_Set,VA_Set}/{Train_Set,Validation_Set}/<video>.txt
 Line 1 of an annotation file is its header, line k+1 the label of frame k. A frame gets every label
 it has in the three task files of its split; a task it is not labelled for is masked (mask 0).
+Any ``<digits>.jpg`` or ``.jpeg`` (any case) is the image of frame int(digits): ``1.jpg``,
+``00001.jpg`` and ``00001.JPG`` all work, and the index records the file's own name; two files
+for one frame are refused. Whatever is left out is counted by reason (``SKIP_REASONS``) with a few
+examples in ``FrameIndex.skipped`` / ``skip_examples`` and in ONE warning per split.
 
 Speed: each file is parsed in bulk with numpy (no Python loop per line unless the file is bad and
 its first bad line has to be named), and each video folder is listed once. The index never opens
@@ -14,6 +18,7 @@ an image. Strings are object arrays: ``video`` rows share one str per video (8 b
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -22,25 +27,33 @@ from absl import logging
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.labels import (
-    AU_HEADER,
+    ANNOTATION_DIR,
     AU_MISSING,
     AU_NAMES,
-    EXPR_HEADER,
     EXPR_MISSING,
+    HEADERS,
+    IMAGE_DIR,
     NUM_AU,
     SPLITS,
     TASK_DIRS,
-    VA_HEADER,
+    TASKS,
     VA_MISSING,
     VA_NAMES,
+    frame_name,
 )
 
-IMAGE_DIR = "cropped_aligned"
-ANNOTATION_DIR = "annotations"
-TASKS = ("au", "expr", "va")
-SKIP_REASONS = ("all_missing", "no_image", "bad_line", "no_video_folder")
+IMAGE_EXTENSIONS = ("jpg", "jpeg")  # compared lower-cased
+# What the reader leaves out, by reason: the unit counted and what it means (the warning's words).
+SKIP_REASONS = {
+    "all_missing": "frames with every label missing",
+    "no_image": "labelled frames without an image",
+    "bad_line": "bad annotation lines",
+    "no_video_folder": "annotated videos without an image folder",
+    "no_label_line": "images after the last annotation line of their video",
+    "no_annotation": "image folders annotated in no split",
+    "not_frame_image": "files that are not frame images (<digits>.jpg)",
+}
 
-_HEADERS = {"au": AU_HEADER, "expr": EXPR_HEADER, "va": VA_HEADER}
 _COLUMNS = {"au": AU_NAMES, "expr": ("EXPR",), "va": VA_NAMES}
 _MISSING = {"au": AU_MISSING, "expr": EXPR_MISSING, "va": VA_MISSING}
 _RULES = {
@@ -48,7 +61,22 @@ _RULES = {
     "expr": "label must be an integer in 0..6 or -1 (missing)",
     "va": "value must be in [-1, 1] or -5 (missing)",
 }
-_NUM_EXAMPLES = 5  # bad lines quoted in the skip-mode warning
+_NUM_EXAMPLES = 3  # examples kept (and quoted in the warning) per skip reason
+
+
+class _Skips:
+    """What the reader left out: a count per SKIP_REASONS key and the first few examples of each."""
+
+    def __init__(self):
+        self.counts = dict.fromkeys(SKIP_REASONS, 0)
+        self.examples: dict[str, list[str]] = {reason: [] for reason in SKIP_REASONS}
+
+    def add(self, reason: str, count: int, examples=()) -> None:
+        """Count ``count`` more; keep examples (an iterable, read lazily) up to _NUM_EXAMPLES."""
+        if count:
+            self.counts[reason] += count
+            room = _NUM_EXAMPLES - len(self.examples[reason])
+            self.examples[reason].extend(itertools.islice(examples, max(room, 0)))
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -68,36 +96,31 @@ def load_split(
 
     skip_bad_labels: a bad line (field count, non-number, value out of range) or an annotated video
       without an image folder is skipped and counted instead of raising; bad headers still raise.
-    check_images: list each video folder and drop frames without an image (False: trust the
-      annotations; for benchmarks and label-only trees).
-    Counts in ``skipped``: all_missing, no_image (frames), bad_line (lines), no_video_folder (videos).
+    check_images: list each video folder, drop frames without an image and count images and
+      folders nothing labels (False: trust the annotations; for benchmarks and label-only trees).
+    Raises DataError when two files of one folder are images of the same frame (1.jpg, 00001.jpg).
+    ``skipped`` counts every key of SKIP_REASONS; ``skip_examples`` holds a few of each.
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
     check_data_dir(data_dir)
-    files = _annotation_files(data_dir, split)
-    skipped = dict.fromkeys(SKIP_REASONS, 0)
-    bad_lines: list[DataError] = []
+    annotated = {s: _annotation_files(data_dir, s) for s in SPLITS}
+    files = annotated[split]
+    if not files:
+        where = os.path.join(data_dir, ANNOTATION_DIR, "{AU_Set,EXPR_Set,VA_Set}", SPLITS[split])
+        raise DataError(f"no annotation files for split {split!r} (looked for {where}/*.txt)")
+    skips = _Skips()
+    if check_images:
+        _count_unannotated(data_dir, annotated, skips)
+    other_splits = set().union(*(videos for s, videos in annotated.items() if s != split))
     parts = []
     for video in sorted(files):
-        folder = os.path.join(data_dir, IMAGE_DIR, video)
-        if check_images and not os.path.isdir(folder):
-            path = next(iter(files[video].values()))
-            if not skip_bad_labels:
-                raise DataError(f"video {video!r} has no images folder", path=path, value=folder)
-            skipped["no_video_folder"] += 1
-            continue
-        labels = {}
-        for task, path in files[video].items():
-            labels[task], errors = read_annotation(path, task, skip_bad_labels)
-            bad_lines.extend(errors)
-        images = _image_frames(folder) if check_images else None
-        parts.append((video, labels, images))
-    skipped["bad_line"] = len(bad_lines)
-    if bad_lines:
-        _warn_bad_lines(split, bad_lines)
-    index = _build_index(data_dir, split, parts, skipped)
+        part = _read_video(data_dir, video, files[video], skip_bad_labels, check_images, skips)
+        if part is not None:
+            parts.append(part)
+    index = _build_index(data_dir, split, parts, skips, other_splits)
     index.validate()
+    _warn_skips(data_dir, split, skips)
     return index
 
 
@@ -132,7 +155,7 @@ def read_annotation(path: str, task: str, skip_bad_labels: bool = False) -> tupl
 
 
 def _annotation_files(data_dir: str, split: str) -> dict[str, dict[str, str]]:
-    """{video: {task: annotation path}} for ``split``; DataError when the split has none at all."""
+    """{video: {task: annotation path}} for ``split`` (empty when it has none)."""
     files: dict[str, dict[str, str]] = {}
     for task in TASKS:
         folder = os.path.join(data_dir, ANNOTATION_DIR, TASK_DIRS[task], SPLITS[split])
@@ -141,10 +164,38 @@ def _annotation_files(data_dir: str, split: str) -> dict[str, dict[str, str]]:
         for entry in os.scandir(folder):
             if entry.name.endswith(".txt") and not entry.name.startswith(".") and entry.is_file():
                 files.setdefault(entry.name[:-4], {})[task] = entry.path
-    if not files:
-        where = os.path.join(data_dir, ANNOTATION_DIR, "{AU_Set,EXPR_Set,VA_Set}", SPLITS[split])
-        raise DataError(f"no annotation files for split {split!r} (looked for {where}/*.txt)")
     return files
+
+
+def _count_unannotated(data_dir: str, annotated: dict, skips: _Skips) -> None:
+    """Count image folders annotated in no split, and loose files, in cropped_aligned/."""
+    folders, loose = [], []
+    for entry in os.scandir(os.path.join(data_dir, IMAGE_DIR)):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            loose.append(f"{IMAGE_DIR}/{entry.name}")
+        elif not any(entry.name in videos for videos in annotated.values()):
+            folders.append(f"{IMAGE_DIR}/{entry.name}/")
+    skips.add("no_annotation", len(folders), sorted(folders))
+    skips.add("not_frame_image", len(loose), sorted(loose))
+
+
+def _read_video(data_dir, video, files, skip_bad_labels, check_images, skips) -> tuple | None:
+    """(video, {task: labels}, images or None) for one annotated video; None if it is skipped."""
+    folder = os.path.join(data_dir, IMAGE_DIR, video)
+    if check_images and not os.path.isdir(folder):
+        path = next(iter(files.values()))
+        if not skip_bad_labels:
+            raise DataError(f"video {video!r} has no images folder", path=path, value=folder)
+        skips.add("no_video_folder", 1, [path])
+        return None
+    labels = {}
+    for task, path in files.items():
+        labels[task], errors = read_annotation(path, task, skip_bad_labels)
+        skips.add("bad_line", len(errors), map(str, errors))
+    images = _image_files(folder, video, skips) if check_images else None
+    return video, labels, images
 
 
 def _check_header(raw: bytes, path: str, task: str) -> bytes:
@@ -152,10 +203,8 @@ def _check_header(raw: bytes, path: str, task: str) -> bytes:
     raw = raw.replace(b"\r", b"")
     header, _, body = raw.partition(b"\n")
     found = header.decode("utf-8", "replace").strip().lstrip("\ufeff").strip()
-    if found != _HEADERS[task]:
-        raise DataError(
-            f"wrong header for a {task.upper()} file: expected {_HEADERS[task]!r}", path, 1, found
-        )
+    if found != HEADERS[task]:
+        raise DataError(f"wrong header for a {task.upper()} file: expected {HEADERS[task]!r}", path, 1, found)
     return body.rstrip(b" \t\n")
 
 
@@ -241,52 +290,66 @@ def _parse_line(line: str, path: str, lineno: int, task: str) -> tuple[DataError
     return None, row
 
 
-def _image_frames(folder: str) -> np.ndarray:
-    """Frame numbers that have an image (<digits>.jpg, e.g. 00001.jpg) in ``folder``: one listdir."""
-    frames = [int(n[:-4]) for n in os.listdir(folder) if n.endswith(".jpg") and n[:-4].isdigit()]
-    return np.array(frames, dtype=np.int64)
+def _image_files(folder: str, video: str, skips: _Skips) -> tuple[np.ndarray, np.ndarray]:
+    """(frame numbers, file names) of the frame images in ``folder``: one listdir, no stat.
+
+    A frame image is <digits>.jpg or .jpeg in any case; other names (hidden files aside) are
+    counted as not_frame_image. Two images of one frame raise DataError naming both.
+    """
+    frames, names, others = [], [], []
+    for name in os.listdir(folder):
+        stem, dot, ext = name.rpartition(".")
+        if dot and stem.isdigit() and stem.isascii() and ext.lower() in IMAGE_EXTENSIONS:
+            frames.append(int(stem))
+            names.append(name)
+        elif not name.startswith("."):
+            others.append(name)
+    skips.add("not_frame_image", len(others), (f"{IMAGE_DIR}/{video}/{n}" for n in sorted(others)))
+    frames = np.array(frames, dtype=np.int64)
+    names = _shared_strings(names)
+    order = np.argsort(frames, kind="stable")
+    frames, names = frames[order], names[order]
+    same = np.flatnonzero(frames[1:] == frames[:-1])
+    if same.size:
+        k = same[0]
+        raise DataError(
+            f"two images of frame {frames[k]}: {names[k]} and {names[k + 1]}; keep one", path=folder
+        )
+    return frames, names
 
 
-def _warn_bad_lines(split: str, errors: list) -> None:
-    """One warning: how many lines were skipped and the first few file:line reasons."""
-    examples = "; ".join(str(e) for e in errors[:_NUM_EXAMPLES])
-    logging.warning("Aff-Wild2 %s: skipped %d bad annotation lines, e.g. %s", split, len(errors), examples)
+def _warn_skips(data_dir: str, split: str, skips: _Skips) -> None:
+    """One warning for the split: each reason's count, meaning and first examples."""
+    clauses = [
+        f"{n} {SKIP_REASONS[reason]} (e.g. {'; '.join(skips.examples[reason])})"
+        for reason, n in skips.counts.items()
+        if n
+    ]
+    if clauses:
+        logging.warning("Aff-Wild2 %s split of %s: skipped %s", split, data_dir, ", ".join(clauses))
 
 
-def _build_index(data_dir: str, split: str, parts: list, skipped: dict) -> FrameIndex:
+def _build_index(data_dir: str, split: str, parts: list, skips: _Skips, other_splits: set) -> FrameIndex:
     """Merge per-video labels into one FrameIndex; drop unlabelled and imageless frames (counted)."""
     lengths = [max(len(v) for v in labels.values()) for _, labels, _ in parts]
-    total = int(sum(lengths))
-    raw = {
-        "au": np.full((total, NUM_AU), AU_MISSING, np.int8),
-        "expr": np.full((total, 1), EXPR_MISSING, np.int8),
-        "va": np.full((total, 2), VA_MISSING, np.float32),
-    }
+    raw = _merged_labels(parts, lengths)
     video_id = np.repeat(np.arange(len(parts), dtype=np.int32), lengths)
     frame = np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in lengths] or [np.zeros(0, np.int32)])
-    has_image = np.ones(total, bool)
-    start = 0
-    for (_, labels, images), n in zip(parts, lengths, strict=True):
-        for task, values in labels.items():
-            raw[task][start : start + len(values)] = values
-        if images is not None:
-            present = np.zeros(n + 1, bool)
-            present[images[images <= n]] = True
-            has_image[start : start + n] = present[1:]
-        start += n
+    has_image = _has_image(parts, lengths, skips, other_splits)
     labelled = (raw["au"] != AU_MISSING).any(1) | (raw["expr"][:, 0] != EXPR_MISSING)
     labelled |= (raw["va"] != VA_MISSING).any(1)
+    names = [video for video, _, _ in parts]
+    for reason, rows in (("all_missing", ~labelled), ("no_image", labelled & ~has_image)):
+        found = np.flatnonzero(rows)
+        skips.add(reason, found.size, (f"{names[video_id[r]]} frame {frame[r]}" for r in found))
     keep = labelled & has_image
-    skipped["all_missing"] = int(np.count_nonzero(~labelled))
-    skipped["no_image"] = int(np.count_nonzero(labelled & ~has_image))
     au, expr, va = raw["au"][keep], raw["expr"][keep, 0], raw["va"][keep]
     del raw
     video_id, frame = video_id[keep], frame[keep]
-    names = [video for video, _, _ in parts]
     return FrameIndex(
         data_dir=data_dir,
         split=split,
-        paths=_paths(names, video_id, frame),
+        paths=_paths(parts, video_id, frame),
         video=_shared_strings(names)[video_id],
         frame=frame,
         au=np.maximum(au, 0).astype(np.float32),
@@ -295,8 +358,46 @@ def _build_index(data_dir: str, split: str, parts: list, skipped: dict) -> Frame
         expr_mask=(expr != EXPR_MISSING).astype(np.float32),
         va=np.where(va == VA_MISSING, 0.0, va).astype(np.float32),
         va_mask=(va != VA_MISSING).astype(np.float32),
-        skipped=skipped,
+        skipped=dict(skips.counts),
+        skip_examples={reason: list(ex) for reason, ex in skips.examples.items() if ex},
     )
+
+
+def _merged_labels(parts: list, lengths: list) -> dict:
+    """{task: (frames, columns) raw labels of all videos, back to back}; missing marker where absent."""
+    total = int(sum(lengths))
+    raw = {
+        "au": np.full((total, NUM_AU), AU_MISSING, np.int8),
+        "expr": np.full((total, 1), EXPR_MISSING, np.int8),
+        "va": np.full((total, 2), VA_MISSING, np.float32),
+    }
+    start = 0
+    for (_, labels, _), n in zip(parts, lengths, strict=True):
+        for task, values in labels.items():
+            raw[task][start : start + len(values)] = values
+        start += n
+    return raw
+
+
+def _has_image(parts: list, lengths: list, skips: _Skips, other_splits: set) -> np.ndarray:
+    """(frames,) bool: the frame has an image. Counts images after a video's last annotation line.
+
+    Images of a video that the other split annotates too are not counted: they may be its frames.
+    """
+    has_image = np.ones(int(sum(lengths)), bool)
+    start = 0
+    for (video, _, images), n in zip(parts, lengths, strict=True):
+        if images is not None:
+            frames, files = images
+            inside = (frames >= 1) & (frames <= n)
+            present = np.zeros(n + 1, bool)
+            present[frames[inside]] = True
+            has_image[start : start + n] = present[1:]
+            if video not in other_splits:
+                outside = files[~inside]
+                skips.add("no_label_line", outside.size, (f"{IMAGE_DIR}/{video}/{f}" for f in outside))
+        start += n
+    return has_image
 
 
 def _shared_strings(names: list) -> np.ndarray:
@@ -306,12 +407,20 @@ def _shared_strings(names: list) -> np.ndarray:
     return out
 
 
-def _paths(names: list, video_id: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """(N,) object array of "cropped_aligned/<video>/<00001>.jpg", built one video at a time."""
+def _paths(parts: list, video_id: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """(N,) object array of "cropped_aligned/<video>/<file name>", built one video at a time.
+
+    The file name is the image's own (``1.jpg``, ``00001.JPG``); without a listing (check_images
+    False) it is the standard ``00001.jpg``.
+    """
     out = np.empty(frame.shape[0], dtype=object)
-    bounds = np.searchsorted(video_id, np.arange(len(names) + 1))
-    for v, name in enumerate(names):
+    bounds = np.searchsorted(video_id, np.arange(len(parts) + 1))
+    for v, (name, _, images) in enumerate(parts):
         lo, hi = bounds[v], bounds[v + 1]
         prefix = f"{IMAGE_DIR}/{name}/"
-        out[lo:hi] = [f"{prefix}{k:05d}.jpg" for k in frame[lo:hi].tolist()]
+        if images is None:
+            out[lo:hi] = [prefix + frame_name(k) for k in frame[lo:hi].tolist()]
+        else:
+            frames, files = images  # sorted by frame, one file each
+            out[lo:hi] = [prefix + f for f in files[np.searchsorted(frames, frame[lo:hi])].tolist()]
     return out

@@ -21,7 +21,8 @@ class FrameIndex:
     Attributes (N = number of frames):
       data_dir: the Aff-Wild2 root the paths are relative to.
       split: "train" or "validation".
-      paths: (N,) str, image path relative to ``data_dir`` ("cropped_aligned/<video>/00001.jpg").
+      paths: (N,) str, image path relative to ``data_dir`` ("cropped_aligned/<video>/00001.jpg"),
+        with the image file's own name (``1.jpg``, ``00001.JPG`` where the folder has those).
       video: (N,) str, video name (``_left`` / ``_right`` kept as part of the name).
       frame: (N,) int32, 1-based frame number in the video.
       au: (N, 12) float32 in {0, 1}; 0 where missing.
@@ -30,7 +31,10 @@ class FrameIndex:
       expr_mask: (N,) float32, 1 where the EXPR label is present.
       va: (N, 2) float32 in [-1, 1] (valence, arousal); 0 where missing.
       va_mask: (N, 2) float32, 1 where the value is present.
-      skipped: counts of what the reader skipped, by reason (e.g. "no_image", "bad_line").
+      skipped: counts of what the reader skipped, by reason (affwild2.SKIP_REASONS: e.g.
+        "no_image" frames, "bad_line" lines, "no_label_line" images; 0 where none).
+      skip_examples: a few examples (paths, "file:line: message", "<video> frame <k>") of each
+        reason whose count is not 0.
     """
 
     data_dir: str
@@ -45,6 +49,7 @@ class FrameIndex:
     va: np.ndarray
     va_mask: np.ndarray
     skipped: dict = dataclasses.field(default_factory=dict)
+    skip_examples: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -67,7 +72,11 @@ class FrameIndex:
         return FrameIndex(**fields)
 
     def summary(self) -> dict:
-        """Counts a user wants to see: frames, videos and labelled frames per task."""
+        """What a user wants to see (JSON-ready): frames, videos, labelled frames per task, skips.
+
+        ``skipped`` holds every reason's count, ``skip_examples`` a few examples of each one
+        that is not 0.
+        """
         return {
             "split": self.split,
             "frames": len(self),
@@ -76,6 +85,7 @@ class FrameIndex:
             "expr_labelled": int(self.expr_mask.sum()),
             "va_labelled": int((self.va_mask.sum(axis=1) > 0).sum()),
             "skipped": dict(self.skipped),
+            "skip_examples": {reason: list(ex) for reason, ex in self.skip_examples.items()},
         }
 
     def validate(self) -> None:
