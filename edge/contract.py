@@ -32,16 +32,25 @@ _ENSEMBLE_EXTRA_SHAPES = {
     "va_aleatoric": (2,),
     "va_epistemic": (2,),
 }
+# A Dirichlet student (one network distilled from an ensemble, EnD^2) has an ensemble's outputs -
+# over its mean prediction, the decomposition in closed form from its concentrations - and its own
+# OOD score: the negative log density of its features (higher: less like the training faces).
+_DIRICHLET_EXTRA_SHAPES = {"ood_score": (1,)}
 SINGLE_OUTPUTS = tuple(_SINGLE_SHAPES)
 ENSEMBLE_EXTRA_OUTPUTS = tuple(_ENSEMBLE_EXTRA_SHAPES)
 ENSEMBLE_OUTPUTS = SINGLE_OUTPUTS + ENSEMBLE_EXTRA_OUTPUTS
-KINDS = ("single", "ensemble")
+DIRICHLET_EXTRA_OUTPUTS = tuple(_DIRICHLET_EXTRA_SHAPES)
+KINDS = ("single", "ensemble", "dirichlet")
 
 
 def output_shapes(kind: str, num_expr: int, num_au: int, num_va_bins: int) -> dict:
-    """The outputs a ``single`` or ``ensemble`` model has: name -> shape with the batch axis (1, ...)."""
+    """The outputs a ``single``, ``ensemble`` or ``dirichlet`` model has: name -> shape (1, ...)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     sizes = {"E": num_expr, "A": num_au, "B": num_va_bins}
-    table = dict(_SINGLE_SHAPES, **(_ENSEMBLE_EXTRA_SHAPES if kind == "ensemble" else {}))
+    table = dict(_SINGLE_SHAPES)
+    if kind in ("ensemble", "dirichlet"):
+        table.update(_ENSEMBLE_EXTRA_SHAPES)
+    if kind == "dirichlet":
+        table.update(_DIRICHLET_EXTRA_SHAPES)
     return {name: (1,) + tuple(sizes.get(d, d) for d in dims) for name, dims in table.items()}

@@ -14,14 +14,7 @@ import warnings
 import cv2
 import numpy as np
 
-from edge.contract import (
-    ENSEMBLE_EXTRA_OUTPUTS,
-    FORMAT,
-    INPUT_NAME,
-    SIGNATURE,
-    SINGLE_OUTPUTS,
-    output_shapes,
-)
+from edge.contract import FORMAT, INPUT_NAME, KINDS, SIGNATURE, output_shapes
 from edge.errors import EdgeError
 from edge.images import load_image, to_rgb_uint8  # noqa: F401  (re-exported: edge.runtime.load_image)
 from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation
@@ -87,8 +80,8 @@ def metadata_path(model_path) -> str:
 
 
 def required_outputs(kind: str) -> tuple:
-    """Output names the contract requires for a ``single`` or ``ensemble`` model."""
-    return SINGLE_OUTPUTS + (ENSEMBLE_EXTRA_OUTPUTS if kind == "ensemble" else ())
+    """Output names the contract requires for a model of ``kind`` (``edge.contract.KINDS``)."""
+    return tuple(output_shapes(kind, 1, 1, 1))
 
 
 def _meta_error(path, key, value, why) -> EdgeError:
@@ -156,8 +149,8 @@ def _check_members(meta, path):
     members = meta.get("members")
     if not _is_int(members) or members < 1:
         raise _meta_error(path, "members", members, "must be a positive integer")
-    if meta["kind"] == "single" and members != 1:
-        raise _meta_error(path, "members", members, "must be 1 for kind 'single'")
+    if meta["kind"] in ("single", "dirichlet") and members != 1:
+        raise _meta_error(path, "members", members, f"must be 1 for kind {meta['kind']!r}")
     if meta["kind"] == "ensemble" and members < 2:
         raise _meta_error(path, "members", members, "must be at least 2 for kind 'ensemble'")
 
@@ -171,7 +164,9 @@ def _check_bin_centres(meta, path):
 
 
 def _check_thresholds(meta, path):
-    """Both thresholds compare normalised entropies, so they lie in [0, 1]; ood_epistemic may be null."""
+    """expr_entropy and ood_epistemic compare normalised entropies, so they lie in [0, 1]
+    (ood_epistemic may be null); ood (on a Dirichlet model's ood_score, a log density) is any finite
+    number or null (absent: null)."""
     thresholds = meta.get("thresholds")
     if not isinstance(thresholds, dict):
         raise _meta_error(path, "thresholds", thresholds, "must be an object")
@@ -181,6 +176,8 @@ def _check_thresholds(meta, path):
         if not is_number or (value is not None and not -_ENTROPY_SLACK <= value <= 1.0 + _ENTROPY_SLACK):
             why = "must be a number in [0, 1]" + (" or null" if allow_null else "")
             raise _meta_error(path, f"thresholds.{key}", value, why)
+    if not _check_number(thresholds.get("ood"), allow_null=True):
+        raise _meta_error(path, "thresholds.ood", thresholds.get("ood"), "must be a finite number or null")
 
 
 def validate_metadata(meta, path) -> dict:
@@ -189,8 +186,8 @@ def validate_metadata(meta, path) -> dict:
         raise _meta_error(path, "root", type(meta).__name__, "must be a JSON object")
     if meta.get("format") != FORMAT:
         raise _meta_error(path, "format", meta.get("format"), f"must be {FORMAT!r}")
-    if meta.get("kind") not in ("single", "ensemble"):
-        raise _meta_error(path, "kind", meta.get("kind"), "must be 'single' or 'ensemble'")
+    if meta.get("kind") not in KINDS:
+        raise _meta_error(path, "kind", meta.get("kind"), f"must be one of {', '.join(map(repr, KINDS))}")
     _check_members(meta, path)
     _check_input_spec(meta.get("input"), path)
     _check_names(meta, path, "outputs")
@@ -416,7 +413,11 @@ class EmotionModel:
             },
             "uncertain": bool(expr_entropy > self.thresholds["expr_entropy"]),
         }
-        if self.kind == "ensemble":
+        if self.kind == "dirichlet":  # its own OOD score (feature density), threshold "ood"
+            result["ood_score"] = float(raw["ood_score"][0])
+            limit = self.thresholds.get("ood")
+            result["ood"] = None if limit is None else bool(result["ood_score"] > limit)
+        elif self.kind == "ensemble":
             result["ood_score"] = float(raw["expr_epistemic"][0])
             limit = self.thresholds.get("ood_epistemic")
             result["ood"] = None if limit is None else bool(result["ood_score"] > limit)
@@ -448,8 +449,9 @@ class EmotionModel:
     def smooth(self, previous: dict, current: dict, alpha: float) -> dict:
         """Exponential smoothing of raw outputs: p <- alpha p_now + (1 - alpha) p_before.
 
-        Probabilities (and ensemble aleatoric terms) are averaged; entropies, VA expectations and the
-        epistemic part (total - aleatoric, >= 0) are recomputed from the smoothed values.
+        Probabilities (and ensemble or Dirichlet aleatoric terms, a Dirichlet's ood_score) are averaged;
+        entropies, VA expectations and the epistemic part (total - aleatoric, >= 0) are recomputed
+        from the smoothed values.
         """
         mix = {k: alpha * current[k] + (1.0 - alpha) * previous[k] for k in current}
         mix["expr_entropy"] = np.atleast_1d(normalised_entropy(mix["expr_probs"]))
@@ -458,7 +460,7 @@ class EmotionModel:
         va_e = va_expectation(mix["va_probs"], self.va_bin_centres)
         mix["valence_entropy"], mix["arousal_entropy"] = va_h[:1], va_h[1:]
         mix["valence"], mix["arousal"] = va_e[:1], va_e[1:]
-        if self.kind == "ensemble":
+        if self.kind in ("ensemble", "dirichlet"):
             mix["expr_epistemic"] = np.maximum(mix["expr_entropy"] - mix["expr_aleatoric"], 0.0)
             mix["au_epistemic"] = np.maximum(mix["au_entropy"] - mix["au_aleatoric"], 0.0)
             mix["va_epistemic"] = np.maximum(va_h - mix["va_aleatoric"], 0.0)

@@ -76,6 +76,12 @@ def evaluable_generations(run: RunDir, cfg: TrainConfig) -> int:
     return generations
 
 
+def default_ood_dir(data_dir: str) -> str | None:
+    """``<data_dir>/ood`` (the synthetic benchmark's out-of-domain images) when it exists, else None."""
+    folder = os.path.join(data_dir, "ood")
+    return folder if os.path.isdir(folder) else None
+
+
 def ood_index(folder: str, work: str) -> FrameIndex:
     """A label-less FrameIndex over the images of ``folder`` (non-JPEG ones transcoded into ``work``)."""
     if not os.path.isdir(folder):
@@ -429,8 +435,7 @@ def evaluate_run(
         generations = evaluable_generations(run, cfg)
         data_dir = run.data_dir(cfg)
         index = affwild2.load_split(data_dir, "validation", skip_bad_labels=cfg.skip_bad_labels)
-        if ood_dir is None and os.path.isdir(os.path.join(data_dir, "ood")):
-            ood_dir = os.path.join(data_dir, "ood")
+        ood_dir = ood_dir if ood_dir is not None else default_ood_dir(data_dir)
         with tempfile.TemporaryDirectory(prefix="emenet-ood-") as work:
             indices = {"val": index}
             if ood_dir is not None:

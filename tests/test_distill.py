@@ -61,6 +61,15 @@ def test_soft_labels_are_the_mean_of_member_probabilities(splits):
     np.testing.assert_allclose(soft["va"], expect_va, atol=1e-5)
     assert soft["va"].shape == (len(train), 2, 20) and soft["predicted"].all()
     np.testing.assert_allclose(soft["expr"][:5].sum(1), 1.0, atol=1e-5)
+    # every member's logits, frame axis first, float16: probabilities to < 1% of their value
+    for task, key in pipeline.MEMBER_LOGITS.items():
+        stored = soft[key]
+        assert stored.dtype == np.float16 and stored.shape[:2] == (len(train), 3), task
+        for m in range(3):
+            z = stored[:, m].astype(np.float64)
+            got = 1 / (1 + np.exp(-z)) if task == "au" else _softmax(z)
+            want = 1 / (1 + np.exp(-logits[m]["au"])) if task == "au" else _softmax(logits[m][task])
+            np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-6, err_msg=task)
 
 
 def test_distillation_on_a_fixed_target_approaches_it(splits):
@@ -121,3 +130,10 @@ def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
     np.testing.assert_allclose(stored["expr"].sum(1), 1.0, atol=1e-5)
     with pytest.raises(DataError, match="soft labels were made for"):
         distill.load_soft_labels(path, splits["train"].subset(np.arange(5)))
+    # After the last generation: the Dirichlet student of its ensemble, and its density
+    assert run.dirichlet_done(cfg) and os.path.isfile(run.density_path(cfg))
+    assert run.dirichlet_dir(cfg) == os.path.join(run.generation_dir(2), "dirichlet")
+    last = distill.load_soft_labels(
+        run.soft_labels_path(1), splits["train"], tuple(pipeline.MEMBER_LOGITS.values())
+    )
+    assert last["member_expr_logits"].shape == (len(splits["train"]), 2, 7)

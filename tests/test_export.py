@@ -11,7 +11,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from edge import uncertainty as npu
-from edge.contract import ENSEMBLE_OUTPUTS, SINGLE_OUTPUTS
+from edge.contract import ENSEMBLE_OUTPUTS, SINGLE_OUTPUTS, output_shapes
 from edge.runtime import input_tensor
 from emenet_tf import export
 from emenet_tf import io as io_lib
@@ -27,7 +27,16 @@ from emenet_tf.labels import AU_NAMES, EXPR_NAMES, va_bin_centres
 from emenet_tf.models import input_size
 from emenet_tf.rundir import RunDir
 
-MODELS = ("student_float32", "student_int8", "ensemble_float32", "ensemble_int8")
+MODELS = (
+    "student_float32", "student_int8", "ensemble_float32", "ensemble_int8",
+    "student_dirichlet_float32", "student_dirichlet_int8",
+)  # fmt: skip
+
+
+def _kind(name):
+    return "dirichlet" if "dirichlet" in name else "ensemble" if name.startswith("ensemble") else "single"
+
+
 FAST = dict(representative_frames=8, validation_frames=8, float_backbone_max=0, allow_degraded=True)
 
 
@@ -103,8 +112,7 @@ def test_files_signatures_and_ranges(exported):
         path = os.path.join(exported["out_dir"], f"{name}.tflite")
         assert os.path.isfile(path) and os.path.isfile(path[: -len(".tflite")] + ".json")
         runner = Interpreter(model_path=path).get_signature_runner("serving_default")
-        expected = ENSEMBLE_OUTPUTS if name.startswith("ensemble") else SINGLE_OUTPUTS
-        assert set(runner.get_output_details()) == set(expected)
+        assert set(runner.get_output_details()) == set(output_shapes(_kind(name), 7, 12, 20))
         assert list(runner.get_input_details()) == ["image"]
         out = _run(exported, name)
         n = len(exported["frames"]["image"])
@@ -113,6 +121,9 @@ def test_files_signatures_and_ranges(exported):
         np.testing.assert_allclose(out["va_probs"].sum(-1), 1.0, atol=1e-5)
         for key, value in out.items():
             assert value.dtype == np.float32, key
+            if key == "ood_score":  # a negative log density: any finite number
+                assert np.all(np.isfinite(value))
+                continue
             low = -1.0 if key in ("valence", "arousal") else 0.0
             assert value.min() >= low - 1e-6 and value.max() <= 1.0 + 1e-6, key
     parent = os.path.dirname(exported["out_dir"])
@@ -170,12 +181,13 @@ def test_metadata_schema(exported):
     for name in MODELS:
         with open(os.path.join(exported["out_dir"], f"{name}.json")) as f:
             meta = json.load(f)
-        ensemble = name.startswith("ensemble")
+        kind = _kind(name)
+        ensemble = kind == "ensemble"
         assert set(meta) == {
             "format", "kind", "members", "input", "outputs", "expr_names", "au_names", "va_bin_centres", "thresholds"
         }  # fmt: skip
         assert meta["format"] == "emenet-tflite/1"
-        assert meta["kind"] == ("ensemble" if ensemble else "single")
+        assert meta["kind"] == kind
         assert meta["members"] == (exported["cfg"].ensemble_size if ensemble else 1)
         assert meta["expr_names"] == list(EXPR_NAMES) and meta["au_names"] == list(AU_NAMES)
         np.testing.assert_allclose(meta["va_bin_centres"], centres, atol=1e-7)
@@ -200,7 +212,57 @@ def test_metadata_schema(exported):
             assert spec["scale"] is None and spec["zero_point"] is None
         thresholds = meta["thresholds"]
         assert 0.0 <= thresholds["expr_entropy"] <= 1.0 and thresholds["target"]
-        assert (thresholds["ood_epistemic"] is not None) == ensemble
+        assert (thresholds["ood_epistemic"] is not None) == (kind != "single")
+        assert (thresholds["ood"] is not None) == (kind == "dirichlet")
+
+
+def _dirichlet_keras(cfg):
+    """The run's Dirichlet student (Keras) and its density."""
+    from emenet_tf.density import GaussianDensity
+
+    run = RunDir(cfg.workdir)
+    net = run.load_member(cfg, run.dirichlet_generation(cfg), "dirichlet")
+    return net, GaussianDensity.load(run.density_path(cfg))
+
+
+def test_dirichlet_float_tflite_equals_numpy_closed_form(exported):
+    """student_dirichlet_float32 == numpy from the Keras outputs: mean, the closed-form decomposition
+    (edge.uncertainty with its own digamma) and the density score (float64) - TFLite == Keras."""
+    from emenet_tf.density import predict_features
+    from emenet_tf.distributions import dirichlet_log_concentrations
+
+    cfg, images = exported["cfg"], parity.on_uint8_grid(exported["frames"]["image"])
+    net, density = _dirichlet_keras(cfg)
+    raw = predict_features(net, [{"image": images, "frame_id": np.arange(len(images))}], density.layers)
+    log_alpha = dirichlet_log_concentrations(raw["outputs"])
+    parts = {t: npu.dirichlet_uncertainty(np.exp(v.numpy().astype(np.float64))) for t, v in log_alpha.items()}
+    got = _run(exported, "student_dirichlet_float32", images)
+    np.testing.assert_allclose(got["expr_probs"], parts["expr"]["mean_probs"], atol=1e-5)
+    np.testing.assert_allclose(got["au_probs"], parts["au"]["mean_probs"][..., 0], atol=1e-5)
+    for task in ("expr", "au", "va"):
+        for part in ("aleatoric", "epistemic"):
+            expected = parts[task][part][:, None] if task == "expr" else parts[task][part]
+            # float32 digamma series and entropies: ~1e-6; 1e-4 is the issue's bound
+            np.testing.assert_allclose(got[f"{task}_{part}"], expected, atol=1e-4, err_msg=f"{task}_{part}")
+    score = density.score(raw["features"])
+    # per-feature nats in float32: relative 1e-4 of the score's size
+    np.testing.assert_allclose(got["ood_score"][:, 0], score, rtol=1e-4, atol=1e-4 * np.abs(score).max())
+    figures = exported["summary"]["parity"]["student_dirichlet_float32"]
+    assert figures["reference"] == "keras" and "ood_auroc" in figures
+
+
+def test_edge_reports_the_dirichlet_ood_score(exported):
+    """edge.predict's results from student_dirichlet_int8: ood_score is its output, ood its threshold."""
+    from edge.runtime import EmotionModel
+
+    model = EmotionModel(os.path.join(exported["out_dir"], "student_dirichlet_int8.tflite"))
+    assert model.kind == "dirichlet" and model.thresholds["ood"] is not None
+    face = (exported["frames"]["image"][0] * 255).round().astype(np.uint8)
+    raw = model.run(face)
+    result = model.predict_face(face)
+    assert result["ood_score"] == pytest.approx(raw["ood_score"][0])
+    assert result["ood"] == (raw["ood_score"][0] > model.thresholds["ood"])
+    assert raw["expr_epistemic"].shape == (1,) and raw["au_epistemic"].shape == (12,)
 
 
 def test_thresholds_are_validation_quantiles(exported):
@@ -211,6 +273,11 @@ def test_thresholds_are_validation_quantiles(exported):
         thresholds = json.load(f)["thresholds"]
     assert thresholds["expr_entropy"] == pytest.approx(np.quantile(out["expr_entropy"], 0.8), abs=1e-6)
     assert thresholds["ood_epistemic"] == pytest.approx(np.quantile(out["expr_epistemic"], 0.95), abs=1e-6)
+    dirichlet = _run(exported, "student_dirichlet_float32", parity.on_uint8_grid(frames["image"]))
+    with open(os.path.join(exported["out_dir"], "student_dirichlet_float32.json")) as f:
+        assert json.load(f)["thresholds"]["ood"] == pytest.approx(
+            np.quantile(dirichlet["ood_score"], 0.95), rel=1e-6
+        )
     entropy = out["expr_entropy"][:, 0]  # ties are common in an undertrained model
     assert (
         (entropy < thresholds["expr_entropy"]).mean() <= 0.8 <= (entropy <= thresholds["expr_entropy"]).mean()

@@ -47,6 +47,24 @@ def test_variant_outputs_names_shapes_and_size(variant):
     assert all(np.isfinite(v.numpy()).all() for v in out.values())
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_dirichlet_student_adds_only_the_precision_heads(variant):
+    """Same backbone and mean heads as the paper's model, plus one shared hidden layer and three
+    log-precision outputs; the full variant stays within the paper's parameter budget."""
+    spec = VARIANTS[variant]
+    model = build_emenet(variant, seed=0, dirichlet=True)
+    out = model(_images(2, spec.image_size), training=False)
+    shapes = {k: tuple(v.shape) for k, v in out.items()}
+    assert shapes == {
+        "au": (2, 12), "expr": (2, 7), "va": (2, 2, 20),
+        "au_precision": (2, 12), "expr_precision": (2, 1), "va_precision": (2, 2),
+    }  # fmt: skip
+    h = spec.head_units
+    extra = (spec.embedding + 1) * h + (h + 1) * (12 + 1 + 2)
+    assert model.count_params() == PARAM_COUNTS[variant] + extra
+    assert model.count_params() <= PAPER_PARAMS or variant != "full"
+
+
 def test_full_variant_within_paper_budget():
     assert PARAM_COUNTS["full"] <= PAPER_PARAMS
     assert VARIANTS["full"].image_size == 112 and VARIANTS["full"].width == 1.0

@@ -247,11 +247,10 @@ def test_digamma_matches_scipy():
     from scipy.special import digamma
 
     x = np.geomspace(1e-3, 1e6, 20001)
-    # float64 series with 6 shifts: the first omitted term is < 1e-10; 1e-8 leaves room for rounding
-    np.testing.assert_allclose(unp.digamma(x), digamma(x), rtol=1e-8, atol=1e-8)
-    assert unp.digamma(1.0) == pytest.approx(
-        -0.5772156649015329, abs=1e-10
-    )  # -Euler gamma; series error < 1e-10
+    # float64 series after 3 shifts: truncation error < 3e-8 over this range, 1.1e-9 for x >= 1
+    np.testing.assert_allclose(unp.digamma(x), digamma(x), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(unp.digamma(x[x >= 1]), digamma(x[x >= 1]), rtol=0, atol=1e-8)
+    assert unp.digamma(1.0) == pytest.approx(-0.5772156649015329, abs=1e-8)  # -Euler's constant
     assert np.all(np.isnan(unp.digamma([0.0, -1.0, np.nan])))
 
 
@@ -299,7 +298,7 @@ def test_beta_is_the_two_class_dirichlet():
     # Beta(a, b) as [..., (a, b)]: mean a / (a + b); Beta(1, 1) (uniform p) has E[H(p)] = 1/2 nat
     out = unp.dirichlet_uncertainty(np.array([[1.0, 1.0], [3.0, 1.0]]))
     np.testing.assert_allclose(out["mean_probs"][:, 0], [0.5, 0.75])
-    assert out["aleatoric"][0] == pytest.approx(0.5 / LOG2, abs=1e-12)
+    assert out["aleatoric"][0] == pytest.approx(0.5 / LOG2, abs=1e-8)  # digamma series: < 1.1e-9 for x >= 1
     np.testing.assert_allclose(out["total"], unp.bernoulli_entropy([0.5, 0.75]), atol=1e-12)
 
 

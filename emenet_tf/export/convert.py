@@ -26,7 +26,9 @@ QUANTIZE_MODES = ("float_post", "full")
 # The deny list matches an op by the name of its output tensor in the calibrated model (the op's
 # location, e.g. "member0/emenet_small/expr/MatMul;.../BiasAdd"): the ops listed run in float
 # with a DEQUANTIZE before them (see ``tflite.op_dtypes``).
-FLOAT_LAYERS = ("au_hidden", "expr_hidden", "va_hidden", "au", "expr", "va_logits", "va")
+# A Dirichlet student's precision heads are heads too: ``precision_hidden`` and ``<task>_precision``
+# (matched by its prefix ``au`` / ``expr`` / ``va``).
+FLOAT_LAYERS = ("au_hidden", "expr_hidden", "va_hidden", "au", "expr", "va_logits", "va", "precision_hidden")
 # The backbone layers, input to output: float_layers=FLOAT_LAYERS + BACKBONE_LAYERS[:k] keeps the
 # first k stages float too (the measured trade-off is in docs/ARCHITECTURE.md / the report).
 BACKBONE_LAYERS = ("stem", "block0", "block1", "block2", "block3", "last", "pool", "embedding")

@@ -3,6 +3,9 @@
 The post-processing (softmax, sigmoid, normalised entropies, VA expectations and, for an
 ensemble, the total / aleatoric / epistemic decomposition of ``emenet_tf.uncertainty``) is
 written in plain float ops so that the int8 models can keep it float (see ``_softmax``).
+A Dirichlet student (``ExportModule(..., density=...)``): the same outputs over its mean, the
+decomposition in closed form from its concentrations (``dirichlet_uncertainty_tf``: the digamma
+series in builtin ops) and ``ood_score``, its feature density (``emenet_tf.density``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import numpy as np
 from edge.contract import INPUT_NAME, SIGNATURE
 from emenet_tf import distributions
 from emenet_tf._keras import tf
-from emenet_tf.uncertainty import ensemble_uncertainty_tf
+from emenet_tf.uncertainty import dirichlet_uncertainties_tf, ensemble_uncertainty_tf
 
 MEMBER_SCOPE = "member"  # name scope of each member's layers: the int8 part of the graph
+DENSITY_FEATURES = "density_features"  # a Dirichlet student's extra output in the export graph
 _KINDS = (("expr", "categorical"), ("au", "bernoulli"), ("va", "categorical"))
 
 
@@ -29,6 +33,32 @@ def contract_outputs(member_logits: list[dict]) -> dict:
     """
     probs = [_probabilities(logits) for logits in member_logits]
     parts = {task: ensemble_uncertainty_tf(tf.stack([p[task] for p in probs]), kind) for task, kind in _KINDS}
+    return _named(parts, decomposition=len(probs) > 1)
+
+
+def dirichlet_outputs(outputs: dict, density) -> dict:
+    """The contract's outputs of a Dirichlet student from its raw outputs (logits, ``<task>_precision``
+    and ``density_features``): its mean prediction, the closed-form decomposition, ``ood_score``.
+
+    alpha = p exp(s) with p the float-op probabilities of ``_probabilities`` (AU: (p, 1 - p)): the
+    concentrations of ``distributions.log_concentration``, built without LOG_SOFTMAX / LOGISTIC,
+    whose int8 output grids the quantizer would impose.
+    """
+    probs = _probabilities(outputs)
+    probs["au"] = tf.stack([probs["au"], 1.0 - probs["au"]], axis=-1)
+    alphas = {}
+    for task, _ in _KINDS:
+        precision = tf.exp(tf.cast(outputs[f"{task}_precision"], tf.float32))
+        alphas[task] = probs[task] * tf.reshape(precision, [-1, *probs[task].shape[1:-1], 1])
+    parts = dirichlet_uncertainties_tf(alphas)
+    parts["au"]["mean_probs"] = parts["au"]["mean_probs"][..., 0]
+    out = _named(parts, decomposition=True)
+    out["ood_score"] = density.score_tf(tf.cast(outputs[DENSITY_FEATURES], tf.float32))[:, None]
+    return out
+
+
+def _named(parts: dict, decomposition: bool) -> dict:
+    """The contract's names from {task: {mean_probs, total, aleatoric, epistemic}}."""
     va_probs = parts["va"]["mean_probs"]
     va_value = distributions.va_expectation(va_probs)  # (B, 2)
     va_entropy = parts["va"]["total"]  # (B, 2)
@@ -43,7 +73,7 @@ def contract_outputs(member_logits: list[dict]) -> dict:
         "arousal_entropy": va_entropy[:, 1:],
         "va_probs": va_probs,
     }
-    if len(probs) > 1:
+    if decomposition:
         for task, _ in _KINDS:
             for part in ("aleatoric", "epistemic"):
                 value = parts[task][part]
@@ -84,10 +114,19 @@ def _probabilities(logits: dict) -> dict:
 
 
 class ExportModule(tf.Module):
-    """One model or an ensemble sharing the input; ``serve``: image (1,S,S,3) -> named outputs."""
+    """One model or an ensemble sharing the input; ``serve``: image (1,S,S,3) -> named outputs.
 
-    def __init__(self, members: list, image_size: int):
+    density: a ``GaussianDensity`` makes it a Dirichlet student's graph (one member, built with
+    ``dirichlet=True``), whose member also returns the density's features.
+    """
+
+    def __init__(self, members: list, image_size: int, density=None):
         super().__init__()
+        self.density = density
+        if density is not None:
+            if len(members) != 1:
+                raise ValueError(f"a Dirichlet student's graph has one member, got {len(members)}")
+            members = [_with_features(members[0], density.layers)]
         self.members = list(members)
         self.image_size = int(image_size)
         spec = tf.TensorSpec((1, self.image_size, self.image_size, 3), tf.float32, name=INPUT_NAME)
@@ -95,6 +134,8 @@ class ExportModule(tf.Module):
 
     @property
     def kind(self) -> str:
+        if self.density is not None:
+            return "dirichlet"
         return "ensemble" if len(self.members) > 1 else "single"
 
     def member_logits(self, image) -> list[dict]:
@@ -106,18 +147,38 @@ class ExportModule(tf.Module):
         return out
 
     def _serve(self, image):
-        return contract_outputs(self.member_logits(image))
+        return self.outputs(self.member_logits(image))
+
+    def outputs(self, member_outputs: list[dict]) -> dict:
+        """The contract's outputs from the members' raw outputs."""
+        if self.density is not None:
+            return dirichlet_outputs(member_outputs[0], self.density)
+        return contract_outputs(member_outputs)
 
     def save(self, saved_dir: str) -> None:
         """A SavedModel with the one signature of the contract (what the converter reads)."""
         tf.saved_model.save(self, saved_dir, signatures={SIGNATURE: self.serve})
 
 
-def keras_outputs(members: list, images: np.ndarray, batch_size: int = 64) -> dict:
-    """The contract's outputs computed in Keras (batched) on ``images`` (N,S,S,3): numpy arrays."""
+def _with_features(net, layers):
+    """A Keras model with ``net``'s outputs plus its density features (``DENSITY_FEATURES``)."""
+    from emenet_tf._keras import keras
+    from emenet_tf.density import feature_tensor
+
+    return keras.Model(
+        net.input, {**net.output, DENSITY_FEATURES: feature_tensor(net, layers)}, name=net.name
+    )
+
+
+def keras_outputs(members: list, images: np.ndarray, batch_size: int = 64, density=None) -> dict:
+    """The contract's outputs computed in Keras (batched) on ``images`` (N,S,S,3): numpy arrays.
+
+    density: the members are one Dirichlet student (see ``ExportModule``).
+    """
+    module = ExportModule(members, images.shape[1], density)
     chunks = []
     for start in range(0, len(images), batch_size):
         x = tf.constant(images[start : start + batch_size])
-        out = contract_outputs([m(x, training=False) for m in members])
+        out = module.outputs([m(x, training=False) for m in module.members])
         chunks.append({k: v.numpy() for k, v in out.items()})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

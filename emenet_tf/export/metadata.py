@@ -8,7 +8,7 @@ from edge.contract import FORMAT, output_shapes
 from emenet_tf.labels import AU_NAMES, EXPR_NAMES, NUM_AU, NUM_EXPR, NUM_VA_BINS, va_bin_centres
 
 EXPR_COVERAGE = 0.8  # expr_entropy threshold: accept the 80% most certain validation predictions
-OOD_QUANTILE = 0.95  # ood_epistemic threshold: ~5% false OOD alarms on in-domain validation
+OOD_QUANTILE = 0.95  # ood_epistemic / ood thresholds: ~5% false OOD alarms on in-domain validation
 
 
 def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.ndarray) -> dict:
@@ -16,8 +16,9 @@ def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.n
 
     expr_entropy: the EXPR_COVERAGE quantile of the normalised EXPR entropy (predictions below it
     are accepted: 80% coverage); the EXPR error of the accepted and of all labelled frames is
-    stated in "target". ood_epistemic (ensemble only): the OOD_QUANTILE quantile of the in-domain
-    expr_epistemic, so about 5% of in-domain faces raise a false OOD alarm.
+    stated in "target". ood_epistemic (ensemble and Dirichlet): the OOD_QUANTILE quantile of the
+    in-domain expr_epistemic, so about 5% of in-domain faces raise a false OOD alarm. ood (Dirichlet
+    only): the same quantile of its ood_score (the score its OOD decision uses).
     """
     entropy = outputs["expr_entropy"][:, 0]
     threshold = float(np.quantile(entropy, EXPR_COVERAGE))
@@ -30,14 +31,19 @@ def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.n
         f"expr_entropy: {EXPR_COVERAGE:.0%} coverage quantile of the validation EXPR normalised entropy "
         f"({len(entropy)} frames); EXPR error of the accepted labelled frames {risk} vs {overall} overall"
     )
-    ood = None
+    ood_epistemic = ood = None
     if "expr_epistemic" in outputs:
-        ood = float(np.quantile(outputs["expr_epistemic"][:, 0], OOD_QUANTILE))
+        ood_epistemic = float(np.quantile(outputs["expr_epistemic"][:, 0], OOD_QUANTILE))
         target += (
             f"; ood_epistemic: {OOD_QUANTILE:.0%} quantile of expr_epistemic on in-domain validation "
-            f"(about {1 - OOD_QUANTILE:.0%} false OOD alarms); the OOD score is expr_epistemic"
+            f"(about {1 - OOD_QUANTILE:.0%} false OOD alarms)"
         )
-    return {"expr_entropy": threshold, "ood_epistemic": ood, "target": target}
+    if "ood_score" in outputs:
+        ood = float(np.quantile(outputs["ood_score"][:, 0], OOD_QUANTILE))
+        target += "; ood: the same quantile of ood_score (feature density), the OOD score of this model"
+    elif ood_epistemic is not None:
+        target += "; the OOD score is expr_epistemic"
+    return {"expr_entropy": threshold, "ood_epistemic": ood_epistemic, "ood": ood, "target": target}
 
 
 def metadata(kind: str, members: int, spec: dict, thresholds: dict) -> dict:

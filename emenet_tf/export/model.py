@@ -33,26 +33,42 @@ def export_model(
     allow_degraded: bool = False,
     float_layers: tuple[str, ...] = FLOAT_LAYERS,
     float_backbone_max: int = 0,
+    density=None,
+    ood_images: np.ndarray | None = None,
 ) -> dict:
     """Convert one model (1 member) or ensemble (M) to ``<name>_float32`` and ``<name>_int8`` .tflite.
 
     float_backbone_max: when the int8 model misses a parity target, keep the first 1, 2, ... up
     to this many backbone stages (``BACKBONE_LAYERS``) float as well, and take the first that
     meets every target (the figures record which layers stayed float). float_layers: see
-    ``convert.convert``. Returns {"files": {name: path}, "parity": {name: figures}, "failures": [...]}.
+    ``convert.convert``. density: the member is a Dirichlet student with this feature density
+    (``ExportModule``); ood_images (N,S,S,3) in [0, 1]: then each model's ``ood_auroc`` (its
+    ood_score, validation frames against these) is in its figures.
+    Returns {"files": {name: path}, "parity": {name: figures}, "failures": [...]}.
     """
-    module = ExportModule(members, int(frames["image"].shape[1]))
+    module = ExportModule(members, int(frames["image"].shape[1]), density)
     images = on_uint8_grid(frames["image"])
     with tempfile.TemporaryDirectory() as saved_dir:
         module.save(saved_dir)
         float_bytes = convert(saved_dir)
         reference = run_tflite(float_bytes, images)
-        figures = {"reference": "keras", **float_parity(reference, keras_outputs(members, images))}
+        keras_reference = keras_outputs(members, images, density=density)
+        figures = {"reference": "keras", **float_parity(reference, keras_reference)}
         candidates = {f"{name}_float32": (float_bytes, reference, figures)}
         candidates[f"{name}_int8"] = _int8_within_targets(
             saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
         )
+    if ood_images is not None and module.kind == "dirichlet":
+        for content, outputs, figures in candidates.values():
+            figures["ood_auroc"] = ood_auroc(content, outputs, on_uint8_grid(ood_images))
     return write_checked(candidates, module, out_dir, frames, allow_degraded)
+
+
+def ood_auroc(content: bytes, outputs: dict, ood_images: np.ndarray) -> float:
+    """AUROC of a model's ood_score: its validation ``outputs`` negative, ``ood_images`` positive."""
+    from emenet_tf.metrics import auroc
+
+    return float(auroc(outputs["ood_score"][:, 0], run_tflite(content, ood_images)["ood_score"][:, 0]))
 
 
 def _int8_within_targets(

@@ -78,7 +78,22 @@ def int8_parity(quant: dict, ref: dict) -> dict:
     }
     if "expr_epistemic" in ref:
         out["expr_epistemic_mean_abs_diff"] = _mean_abs_diff(quant["expr_epistemic"], ref["expr_epistemic"])
+    if "ood_score" in ref:
+        out.update(_ood_parity(quant["ood_score"][:, 0], ref["ood_score"][:, 0]))
     return out
+
+
+def _ood_parity(quant: np.ndarray, ref: np.ndarray) -> dict:
+    """A Dirichlet model's ood_score: mean abs diff (also relative to the reference's spread) and
+    agreement of the OOD decision at the reference's OOD_QUANTILE threshold (as calibrated)."""
+    from emenet_tf.export.metadata import OOD_QUANTILE
+
+    limit = np.quantile(ref, OOD_QUANTILE)
+    return {
+        "ood_score_mean_abs_diff": _mean_abs_diff(quant, ref),
+        "ood_score_mean_abs_diff_per_std": _mean_abs_diff(quant, ref) / max(float(np.std(ref)), 1e-12),
+        "ood_decision_agreement": float(np.mean((quant > limit) == (ref > limit))),
+    }
 
 
 def parity_failures(figures: dict) -> list[str]:

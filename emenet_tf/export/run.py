@@ -2,6 +2,8 @@
 
 Writes into ``<workdir>/export/`` (or ``out_dir``; see docs/ARCHITECTURE.md, "Exported models"):
   student_float32.tflite  student_int8.tflite  ensemble_float32.tflite  ensemble_int8.tflite
+  student_dirichlet_float32.tflite  student_dirichlet_int8.tflite  (the Dirichlet student, when
+  the run has one: ``cfg.dirichlet_student``)
   [student_qat_int8.tflite with qat_epochs > 0]   each with its metadata ``M.json`` beside it
   parity.json             the parity figures of every model against its reference, and the targets
 The whole export is written into a temporary folder beside the output folder and swapped in at
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import numpy as np
 from absl import logging
@@ -20,14 +23,16 @@ from absl import logging
 from emenet_tf import locks
 from emenet_tf.data import affwild2, pipeline
 from emenet_tf.data.index import FrameIndex
+from emenet_tf.density import GaussianDensity
 from emenet_tf.errors import ExportError, RunError
+from emenet_tf.evaluation import default_ood_dir, ood_index
 from emenet_tf.export.convert import FLOAT_BACKBONE_MAX, FLOAT_LAYERS
 from emenet_tf.export.model import export_model, write_file
 from emenet_tf.export.parity import TARGETS
 from emenet_tf.export.qat import export_qat, qat_finetune
 from emenet_tf.io import atomic_path
 from emenet_tf.models import input_size
-from emenet_tf.rundir import TEMPORARY_PREFIX, RunDir
+from emenet_tf.rundir import DENSITY, DIRICHLET, TEMPORARY_PREFIX, RunDir
 
 VALIDATION_FRAMES = 1000  # validation frames used for parity and calibration (at most)
 PARITY_FILE = "parity.json"
@@ -79,6 +84,8 @@ def export_run(
         results = [export_model(members[:1], "student", tmp, **common)]
         if len(members) > 1:
             results.append(export_model(members, "ensemble", tmp, **common))
+        if cfg.dirichlet_student:
+            results.append(export_dirichlet(run, cfg, tmp, common))
         if qat_epochs > 0:
             qat = qat_finetune(run, cfg, members[0], splits["train"], qat_epochs, steps=qat_steps)
             results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded))
@@ -90,6 +97,30 @@ def export_run(
             "--allow_degraded writes them anyway): " + " | ".join(summary["failures"])
         )
     return summary
+
+
+def export_dirichlet(run: RunDir, cfg, out_dir: str, common: dict) -> dict:
+    """``student_dirichlet_{float32,int8}``: the Dirichlet student with its density in the graph, and
+    the AUROC of its ood_score on the run's OOD images (``<data_dir>/ood``) when there are any."""
+    if not run.dirichlet_done(cfg) or not os.path.exists(run.density_path(cfg)):
+        raise RunError(
+            f"{run.dirichlet_dir(cfg)}: the Dirichlet student (or its {DENSITY}) is not finished; "
+            "run train.py on this folder to finish it before exporting"
+        )
+    net = run.load_member(cfg, run.dirichlet_generation(cfg), DIRICHLET)
+    density = GaussianDensity.load(run.density_path(cfg))
+    ood = ood_frames(run.data_dir(cfg), common["frames"]["image"].shape[1])
+    return export_model([net], "student_dirichlet", out_dir, density=density, ood_images=ood, **common)
+
+
+def ood_frames(data_dir: str, image_size: int) -> np.ndarray | None:
+    """The OOD images of ``<data_dir>/ood`` (N,S,S,3) in [0, 1], or None when there is no such folder."""
+    folder = default_ood_dir(data_dir)
+    if folder is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="emenet-ood-") as work:
+        index = ood_index(folder, work)
+        return load_frames(index, image_size, len(index))["image"]
 
 
 def final_generation(run: RunDir, cfg) -> int:

@@ -29,11 +29,18 @@ class StopGradient(keras.layers.Layer):
 
 def precision_heads(feature, hidden: int, seeds: SeedSequence) -> dict:
     """The Dirichlet student's log-precisions log alpha_0: ``au_precision`` (B, 12) (one Beta per AU),
-    ``expr_precision`` (B, 1), ``va_precision`` (B, 2), each Dense(hidden) + ReLU -> Dense, on the
+    ``expr_precision`` (B, 1), ``va_precision`` (B, 2): one shared Dense(hidden) + ReLU
+    (``precision_hidden``; one, not three: the export's latency budget) and a Dense per task, on the
     feature with its gradient stopped: the backbone and the mean heads learn as the paper's student."""
     held = StopGradient(name="precision_features")(feature)
+    x = keras.layers.Dense(
+        hidden, activation="relu", kernel_initializer=seeds.glorot(), name="precision_hidden"
+    )(held)
     sizes = {"au": NUM_AU, "expr": 1, "va": 2}
-    return {f"{t}_precision": dense_head(held, hidden, n, f"{t}_precision", seeds) for t, n in sizes.items()}
+    return {
+        f"{t}_precision": keras.layers.Dense(n, kernel_initializer=seeds.glorot(), name=f"{t}_precision")(x)
+        for t, n in sizes.items()
+    }
 
 
 def task_heads(feature, hidden: int, seeds: SeedSequence, dirichlet: bool = False) -> dict:
