@@ -4,13 +4,14 @@ Features: the outputs of ``layers`` of the model, each averaged over its spatial
 feature map, concatenated (D values per image). Fit once after training, on the training frames
 (no augmentation), in float64: class k of a frame = the model's EXPR argmax; mu_k its mean,
 pi_k its share; one covariance S shared by the classes (stable with few frames per class), plus
-JITTER * mean variance on the diagonal. With S = L L^T, W = L^-1, u = W z and v_k = W mu_k:
+JITTER * mean variance on the diagonal. With S = L L^T, W = L^-1, m the mean training feature,
+u = W (z - m) and v_k = W (mu_k - m):
   log pi_k N(z; mu_k, S) = c_k - |u - v_k|^2 / 2,   c_k = log pi_k - log det L - D/2 log 2 pi
   score(z) = -logsumexp_k(...) / D      (nats per feature; higher: less like the training faces)
-At inference that is one matrix product, a broadcast difference, a sum of squares and a logsumexp:
-TFLite builtins. (|u|^2 - 2 u.v_k + |v_k|^2 would save the difference but cancels badly in float32
-far from the training faces, where |u| is large: measured, it turned the float TFLite score's
-AUROC from 0.97 to 0.37 on a tiny run.)
+At inference that is a difference, one matrix product, a broadcast difference, a sum of squares
+and a logsumexp: TFLite builtins. Centring on m and the explicit difference keep float32 exact
+where whitened features are large: |u|^2 - 2 u.v_k + |v_k|^2 of uncentred features cancelled
+catastrophically (it turned the float TFLite score's AUROC from 0.97 to 0.37 on a tiny run).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ MIN_CLASS_FRAMES = 2  # classes with fewer training frames get no Gaussian
 
 @dataclasses.dataclass(frozen=True)
 class GaussianDensity:
-    """The fitted density: feature ``layers``, whitening ``w`` (D, D), class means ``v`` (K, D)
-    in whitened space and offsets ``c`` (K,)."""
+    """The fitted density: feature ``layers``, centre ``m`` (D,), whitening ``w`` (D, D), class
+    means ``v`` (K, D) in whitened space and offsets ``c`` (K,)."""
 
     layers: tuple[str, ...]
+    m: np.ndarray
     w: np.ndarray
     v: np.ndarray
     c: np.ndarray
@@ -59,39 +61,36 @@ class GaussianDensity:
         cov += JITTER * np.trace(cov) / dim * np.eye(dim)
         chol = np.linalg.cholesky(cov)
         w = np.linalg.inv(chol)
-        v = mu @ w.T
-        c = (
-            log_pi
-            - 0.5 * (v**2).sum(axis=1)
-            - np.log(np.diag(chol)).sum()
-            - 0.5 * dim * math.log(2 * math.pi)
-        )
-        return cls(tuple(layers), w, v, c)
+        m = z[rows].mean(axis=0)
+        c = log_pi - np.log(np.diag(chol)).sum() - 0.5 * dim * math.log(2 * math.pi)
+        return cls(tuple(layers), m, w, (mu - m) @ w.T, c)
 
     def score(self, features) -> np.ndarray:
         """(N, D) features -> (N,) OOD score, float64 (the module docstring's formula)."""
-        u = np.asarray(features, np.float64) @ self.w.T
-        logits = u @ self.v.T - 0.5 * (u**2).sum(axis=1, keepdims=True) + self.c
+        u = (np.asarray(features, np.float64) - self.m) @ self.w.T
+        logits = self.c - 0.5 * ((u[:, None, :] - self.v) ** 2).sum(axis=-1)
         top = logits.max(axis=1, keepdims=True)
         log_density = (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))[:, 0]
         return -log_density / self.w.shape[0]
 
     def score_tf(self, features):
-        """The same score as TensorFlow ops (MatMul, Mul, Sum, Add, logsumexp): float32 in the graph."""
+        """The same score as TensorFlow builtin ops (FullyConnected, Sub, Mul, Sum, Exp, Log): float32."""
         from emenet_tf._keras import tf
 
-        u = tf.matmul(features, tf.constant(self.w.T, tf.float32))
-        logits = tf.matmul(u, tf.constant(self.v.T, tf.float32))
-        logits = logits - 0.5 * tf.reduce_sum(u * u, axis=1, keepdims=True) + tf.constant(self.c, tf.float32)
-        return -tf.reduce_logsumexp(logits, axis=1) / float(self.w.shape[0])
+        u = tf.matmul(features - tf.constant(self.m, tf.float32), tf.constant(self.w.T, tf.float32))
+        diff = u[:, None, :] - tf.constant(self.v, tf.float32)
+        logits = tf.constant(self.c, tf.float32) - 0.5 * tf.reduce_sum(diff * diff, axis=-1)
+        top = tf.reduce_max(logits, axis=1)  # logsumexp by hand: tf's adds an is-finite guard (2 ops)
+        log_density = top + tf.math.log(tf.reduce_sum(tf.exp(logits - top[:, None]), axis=1))
+        return log_density * (-1.0 / self.w.shape[0])
 
     def save(self, path: str) -> None:
-        atomic_save_npz(path, layers=np.array(self.layers), w=self.w, v=self.v, c=self.c)
+        atomic_save_npz(path, layers=np.array(self.layers), m=self.m, w=self.w, v=self.v, c=self.c)
 
     @classmethod
     def load(cls, path: str) -> GaussianDensity:
         with np.load(path) as data:
-            return cls(tuple(str(n) for n in data["layers"]), data["w"], data["v"], data["c"])
+            return cls(tuple(str(n) for n in data["layers"]), data["m"], data["w"], data["v"], data["c"])
 
 
 def feature_tensor(net, layers=DENSITY_LAYERS):

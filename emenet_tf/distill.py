@@ -129,7 +129,7 @@ def run_generations(
                 strategy = make_strategy(cfg.strategy)
             train_member(cfg, generation, member, train_index, val_index, class_weights, soft, strategy)
     if cfg.dirichlet_student and cfg.member is None:
-        train_dirichlet_student(cfg, train_index, val_index, class_weights, strategy)
+        train_dirichlet_student(cfg, train_index, class_weights, strategy)
     return cfg.generations
 
 
@@ -151,7 +151,9 @@ def train_dirichlet_student(
     if not run.dirichlet_done(cfg):
         soft = make_soft_labels(cfg, generation - 1, train_index, members=True)
         logging.info("generation %d Dirichlet student", generation)
-        train_member(cfg, generation, DIRICHLET, train_index, val_index, class_weights, soft, strategy)
+        # No validation score: its mean is the frozen student's, so the ABAW score cannot choose an
+        # epoch; the best epoch is the one of lowest training loss (the precision heads' fit).
+        train_member(cfg, generation, DIRICHLET, train_index, None, class_weights, soft, strategy)
     if not os.path.exists(run.density_path(cfg)):
         net = run.load_member(cfg, generation, DIRICHLET)
         size = input_size(cfg.model, cfg.image_size)

@@ -229,7 +229,7 @@ def collect_predictions(
                 methods.setdefault(f"gen{g}_{kind}", {})[split] = arrays
         del models
         gc.collect()
-    if cfg.dirichlet_student:
+    if cfg.dirichlet_student and generations == cfg.generations:  # its teacher is the last generation
         methods.update(dirichlet_methods(run, cfg, datasets, {s: len(ix) for s, ix in indices.items()}))
     if cfg.dropout > 0:
         model = run.load_member(cfg, 0, 0, mc_dropout=True)

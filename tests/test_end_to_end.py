@@ -74,7 +74,8 @@ def test_resumed_run_has_every_epoch_once_and_all_outputs(run_dir):
     assert expected <= set(metrics["methods"])
     for method in metrics["methods"].values():
         assert 0.0 <= method["expr"]["ece"] <= 1.0 and 0.0 <= method["ood"]["auroc"] <= 1.0
-    for name in ("student_float32", "student_int8", "ensemble_int8"):
+    assert {"dirichlet_single", "dirichlet_density"} <= set(metrics["methods"])
+    for name in ("student_float32", "student_int8", "ensemble_int8", "student_dirichlet_int8"):
         assert os.path.exists(os.path.join(run_dir, "export", f"{name}.tflite"))
         assert os.path.exists(os.path.join(run_dir, "export", f"{name}.json"))
 

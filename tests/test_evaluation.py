@@ -150,10 +150,15 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
         "gen0_ensemble",
         "gen1_single",
         "gen1_ensemble",
+        "dirichlet_single",
+        "dirichlet_density",
         "temperature_scaling",
         "mc_dropout",
     ]
     assert list(result["methods"]) == expected
+    # the Dirichlet student's two rows: the same predictions, two OOD scores
+    single, density = result["methods"]["dirichlet_single"], result["methods"]["dirichlet_density"]
+    assert single["expr"] == density["expr"] and single["ood"] != density["ood"]
     with open(os.path.join(out_dir, "metrics.json")) as f:
         assert json.load(f) == result
     frames = result["frames"]

@@ -40,17 +40,17 @@ def dirichlet_outputs(outputs: dict, density) -> dict:
     """The contract's outputs of a Dirichlet student from its raw outputs (logits, ``<task>_precision``
     and ``density_features``): its mean prediction, the closed-form decomposition, ``ood_score``.
 
-    alpha = p exp(s) with p the float-op probabilities of ``_probabilities`` (AU: (p, 1 - p)): the
-    concentrations of ``distributions.log_concentration``, built without LOG_SOFTMAX / LOGISTIC,
-    whose int8 output grids the quantizer would impose.
+    The Dirichlet of each task has mean p, the float-op probabilities of ``_probabilities`` (AU:
+    (p, 1 - p)), and precision exp(s): the concentrations of ``distributions.log_concentration``,
+    built without LOG_SOFTMAX / LOGISTIC, whose int8 output grids the quantizer would impose.
     """
     probs = _probabilities(outputs)
     probs["au"] = tf.stack([probs["au"], 1.0 - probs["au"]], axis=-1)
-    alphas = {}
+    dirichlets = {}
     for task, _ in _KINDS:
         precision = tf.exp(tf.cast(outputs[f"{task}_precision"], tf.float32))
-        alphas[task] = probs[task] * tf.reshape(precision, [-1, *probs[task].shape[1:-1], 1])
-    parts = dirichlet_uncertainties_tf(alphas)
+        dirichlets[task] = (probs[task], tf.reshape(precision, [-1, *probs[task].shape[1:-1], 1]))
+    parts = dirichlet_uncertainties_tf(dirichlets)
     parts["au"]["mean_probs"] = parts["au"]["mean_probs"][..., 0]
     out = _named(parts, decomposition=True)
     out["ood_score"] = density.score_tf(tf.cast(outputs[DENSITY_FEATURES], tf.float32))[:, None]

@@ -27,6 +27,10 @@ class StopGradient(keras.layers.Layer):
         return tf.stop_gradient(inputs)
 
 
+PRECISION_TASKS = {"au": NUM_AU, "expr": 1, "va": 2}  # log-precision outputs per task
+PRECISION_LAYERS = ("precision_hidden",) + tuple(f"{t}_precision" for t in PRECISION_TASKS)
+
+
 def precision_heads(feature, hidden: int, seeds: SeedSequence) -> dict:
     """The Dirichlet student's log-precisions log alpha_0: ``au_precision`` (B, 12) (one Beta per AU),
     ``expr_precision`` (B, 1), ``va_precision`` (B, 2): one shared Dense(hidden) + ReLU
@@ -36,10 +40,9 @@ def precision_heads(feature, hidden: int, seeds: SeedSequence) -> dict:
     x = keras.layers.Dense(
         hidden, activation="relu", kernel_initializer=seeds.glorot(), name="precision_hidden"
     )(held)
-    sizes = {"au": NUM_AU, "expr": 1, "va": 2}
     return {
         f"{t}_precision": keras.layers.Dense(n, kernel_initializer=seeds.glorot(), name=f"{t}_precision")(x)
-        for t, n in sizes.items()
+        for t, n in PRECISION_TASKS.items()
     }
 
 
