@@ -134,13 +134,12 @@ def run_generations(
 
 
 def train_dirichlet_student(
-    cfg: TrainConfig,
-    train_index: FrameIndex,
-    val_index: FrameIndex | None,
-    class_weights: dict,
-    strategy=None,
+    cfg: TrainConfig, train_index: FrameIndex, class_weights: dict, strategy=None
 ) -> str:
     """Train (or resume, or skip) the Dirichlet student of the last generation, then fit its density.
+
+    It starts as the last generation's member 0 (the exported student), frozen but for its
+    precision heads (``training.start_from_student``), which learn every member's predictions.
 
     Returns the path of its best weights. Like a member: locked, resumable, done.json last; the
     density file (``run.density_path``) is written atomically after it, so a kill in between

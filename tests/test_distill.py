@@ -132,6 +132,16 @@ def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
         distill.load_soft_labels(path, splits["train"].subset(np.arange(5)))
     # After the last generation: the Dirichlet student of its ensemble, and its density
     assert run.dirichlet_done(cfg) and os.path.isfile(run.density_path(cfg))
+    # it is the last generation's member 0 (the exported student) plus trained precision heads
+    student, dirichlet = run.load_member(cfg, 1, 0), run.load_member(cfg, 2, "dirichlet")
+    for layer in student.layers:
+        for a, b in zip(layer.get_weights(), dirichlet.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=layer.name)
+    fresh = build_emenet("tiny", seed=cfg.member_seed(2, "dirichlet"), dirichlet=True)
+    assert not np.array_equal(
+        fresh.get_layer("expr_precision").get_weights()[0],
+        dirichlet.get_layer("expr_precision").get_weights()[0],
+    )
     assert run.dirichlet_dir(cfg) == os.path.join(run.generation_dir(2), "dirichlet")
     last = distill.load_soft_labels(
         run.soft_labels_path(1), splits["train"], tuple(pipeline.MEMBER_LOGITS.values())
