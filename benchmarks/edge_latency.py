@@ -5,7 +5,8 @@ Uses the interpreter the edge runtime picks (``ai_edge_litert``, else ``tflite_r
 venv with only tflite-runtime to time the fallback (edge/README.md, "Which runtime").
 Times ``invoke()`` of every ``*.tflite`` in EXPORT_DIR (and the reference) on a random input of
 the model's own input shape and dtype: median over ``--runs`` invokes after ``--warmup``, at each
-thread count. Prints a table and the ratio student_int8 / reference. The reference a user would
+thread count. Prints a table and the ratio student_int8 / reference, and for a run with a
+Dirichlet student its latency over student_int8 and over ensemble_int8 / members. The reference a user would
 pick today is the ``fer`` package's ``fer/data/emotion_model_quantized.tflite`` (64x64 gray, 7
 classes, no uncertainty); pass its path (this project does not depend on ``fer``).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import glob
 import importlib.metadata
+import json
 import os
 import statistics
 import sys
@@ -108,7 +110,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
         student, ref = by_name["student_int8.tflite"], rows[-1]
         ratios = ", ".join(f"{n} thread(s) {student[f'ms_{n}t'] / ref[f'ms_{n}t']:.2f}" for n in threads)
         print(f"student_int8 / reference latency: {ratios}; size {student['bytes'] / ref['bytes']:.2f}")
+    print_dirichlet_ratios(by_name, threads, args.export_dir)
     return rows
+
+
+def print_dirichlet_ratios(by_name: dict, threads: list[int], export_dir: str) -> None:
+    """The Dirichlet student's latency against the paper's student and against 1 / N of the
+    ensemble (the targets of issue 11: <= 1.2 and <= 1)."""
+    names = ("student_dirichlet_int8.tflite", "student_int8.tflite", "ensemble_int8.tflite")
+    if not all(n in by_name for n in names):
+        return
+    dirichlet, student, ensemble = (by_name[n] for n in names)
+    with open(os.path.join(export_dir, "ensemble_int8.json")) as f:
+        members = json.load(f)["members"]
+    for n in threads:
+        key = f"ms_{n}t"
+        print(
+            f"student_dirichlet_int8, {n} thread(s): {dirichlet[key] * 1000:.1f} us = "
+            f"{dirichlet[key] / student[key]:.3f} x student_int8, "
+            f"{dirichlet[key] / (ensemble[key] / members):.3f} x ensemble_int8 / {members}"
+        )
 
 
 if __name__ == "__main__":

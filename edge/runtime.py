@@ -14,7 +14,15 @@ import warnings
 import cv2
 import numpy as np
 
-from edge.contract import FORMAT, INPUT_NAME, KINDS, SIGNATURE, output_shapes
+from edge.contract import (  # noqa: F401  (the output-name tuples are re-exported: edge.runtime.SINGLE_OUTPUTS)
+    ENSEMBLE_EXTRA_OUTPUTS,
+    FORMAT,
+    INPUT_NAME,
+    KINDS,
+    SIGNATURE,
+    SINGLE_OUTPUTS,
+    output_shapes,
+)
 from edge.errors import EdgeError
 from edge.images import load_image, to_rgb_uint8  # noqa: F401  (re-exported: edge.runtime.load_image)
 from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation

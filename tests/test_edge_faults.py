@@ -18,6 +18,7 @@ from PIL import Image
 
 from edge import images, runtime
 from edge import predict as cli
+from edge.contract import ENSEMBLE_EXTRA_OUTPUTS
 from edge.faces import FaceDetector, box_iou, haar_cascade_path, scale_box
 from edge.images import IMAGE_EXTENSIONS, ImageHeader, load_image, read_header
 from edge.runtime import EdgeError, EmotionModel
@@ -422,6 +423,9 @@ def test_frame_reader_skips_failures_only_within_the_announced_frames():
         ("single_float", {"thresholds.expr_entropy": True}, "thresholds.expr_entropy", "True"),
         ("ensemble_float", {"thresholds.ood_epistemic": 2.0}, "thresholds.ood_epistemic", "2.0"),
         ("ensemble_float", {"thresholds.ood_epistemic": math.inf}, "thresholds.ood_epistemic", "inf"),
+        ("single_float", {"thresholds.ood": math.nan}, "thresholds.ood", "nan"),
+        ("single_float", {"thresholds.ood": "far"}, "thresholds.ood", "'far'"),
+        ("single_float", {"kind": "dirichlet"}, "outputs", str([*ENSEMBLE_EXTRA_OUTPUTS, "ood_score"])),
         ("single_float", {"va_bin_centres": [0.5, 0.2, 0.9]}, "va_bin_centres", "[0.5, 0.2, 0.9]"),
         ("single_float", {"va_bin_centres": [-2.0, 0.0, 2.0]}, "va_bin_centres", "[-2.0, 0.0, 2.0]"),
         ("single_float", {"members": 3}, "members", "3"),

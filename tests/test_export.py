@@ -447,16 +447,19 @@ def _fake_export_model(calls):
 
 def test_export_run_raises_export_error_after_writing_parity(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(run_lib, "export_model", _fake_export_model([]))
-    with pytest.raises(ExportError, match="student_int8: missed .* ensemble_int8: missed"):
+    missed = ["student_int8: missed", "ensemble_int8: missed", "student_dirichlet_int8: missed"]
+    with pytest.raises(
+        ExportError, match="student_int8: missed .* ensemble_int8: missed .* student_dirichlet"
+    ):
         export.export_run(
             tiny_run.workdir, out_dir=str(tmp_path / "out"), representative_frames=4, validation_frames=4
         )
     with open(tmp_path / "out" / "parity.json") as f:
-        assert json.load(f)["failures"] == ["student_int8: missed", "ensemble_int8: missed"]
+        assert json.load(f)["failures"] == missed
     summary = export.export_run(
         tiny_run.workdir, str(tmp_path / "out"), allow_degraded=True, validation_frames=4
     )
-    assert summary["failures"] == ["student_int8: missed", "ensemble_int8: missed"]
+    assert summary["failures"] == missed
 
 
 def _copy_run(tiny_run, tmp_path):
@@ -479,7 +482,8 @@ def test_a_copied_run_exports_its_own_members_from_anywhere(tiny_run, tmp_path, 
         os.path.join(run.export_dir, "parity.json")
     )
     assert not os.path.exists(os.path.join(tiny_run.workdir, "export"))
-    (_, student), (_, ensemble) = calls
+    (_, student), (_, ensemble), (name, dirichlet) = calls
+    assert name == "student_dirichlet" and len(dirichlet) == 1 and "au_precision" in dirichlet[0].output
     expected = _load(tiny_run, 1, generation=g - 1).get_weights()
     for got, want in zip(student[0].get_weights(), expected, strict=True):
         np.testing.assert_array_equal(got, want)
