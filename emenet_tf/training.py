@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 
@@ -267,7 +268,14 @@ class EpochEnd(keras.callbacks.Callback):
         try:
             self.manager.save(checkpoint_number=epoch + 1)
         except tf.errors.OpError as err:
-            reason = err.message.strip().splitlines()[0] if err.message.strip() else type(err).__name__
+            reason = (
+                re.sub(r"\{\{.*?\}\}\s*", "", err.message.strip().splitlines()[0])
+                if err.message.strip()
+                else ""
+            )
+            reason = (
+                reason.rsplit("; ", 1)[-1].split(" [Op:")[0] or type(err).__name__
+            )  # "No space left on device"
             raise WriteError(f"{self.manager.directory}: cannot write the checkpoint ({reason})") from None
         logging.info("%s epoch %d: %s", self.member_dir, epoch + 1, json.dumps(record))
 
