@@ -72,6 +72,19 @@ class TrainConfig:
     mixed_precision: bool = _field(False, "mixed_float16 compute (for GPUs).")
     steps_per_epoch: int | None = _field(None, "Cap on steps per epoch (quick runs).")
     verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+    temporal: int = _field(
+        0,
+        "Clip length T: train temporal EMENets (the backbone per frame, a GRU of 128 units in each "
+        "task head) on clips of T frames and evaluate them over whole videos; 0: per-frame EMENets.",
+    )
+    temporal_stride: int | None = _field(
+        None, "Temporal: frames between the starts of consecutive training clips (default: T, no overlap)."
+    )
+    temporal_max_gap: int = _field(
+        5,
+        "Temporal: missing frames a video segment bridges as masked steps (state carried); a longer gap "
+        "starts a new segment (state reset). The edge keeps a face's state as long.",
+    )
     synthetic_seed: int = _field(0, "Seed of the generated synthetic benchmark.")
     synthetic_train_videos: int | None = _field(
         None, "Synthetic benchmark: training videos (default: the generator's)."
@@ -95,7 +108,10 @@ class TrainConfig:
     def _checks(self):
         positive = ("ensemble_size", "generations", "epochs", "batch_size", "lr_decay_epochs")
         yield from ((getattr(self, n) >= 1, f"--{n} must be >= 1, got {getattr(self, n)}") for n in positive)
+        yield self.temporal >= 0, f"--temporal must be >= 0 (0: per-frame), got {self.temporal}"
+        yield self.temporal_max_gap >= 0, f"--temporal_max_gap must be >= 0, got {self.temporal_max_gap}"
         optional_positive = (
+            "temporal_stride",
             "steps_per_epoch",
             "image_size",
             "synthetic_train_videos",
@@ -142,6 +158,14 @@ class TrainConfig:
     def member_seed(self, generation: int, member: int) -> int:
         """Seed of one member: seed + member, shifted per generation so students differ from teachers."""
         return self.seed + member + 1000 * generation
+
+    def clip_stride(self) -> int:
+        """Frames between the starts of consecutive training clips (temporal runs)."""
+        return self.temporal_stride or self.temporal
+
+    def clips_per_batch(self) -> int:
+        """Clips per temporal training batch: --batch_size counts frames in both kinds of run."""
+        return max(1, self.batch_size // max(self.temporal, 1))
 
     def synthetic_args(self) -> dict:
         """Keyword arguments of ``synthetic.generate`` (sizes left unset take the generator's defaults)."""
