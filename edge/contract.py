@@ -1,29 +1,47 @@
-"""The exported-model contract, in one place: signature, input name and output names.
+"""The exported-model contract, in one place: signature, input name, output names and their shapes.
 
-Read by the edge runtime and written by ``emenet_tf/export.py`` (which may import ``edge``; the
-reverse never happens). Described in docs/ARCHITECTURE.md, "Exported models".
+Read by the edge runtime and written by the exporter ``emenet_tf/export/`` (which may import
+``edge``; the reverse never happens). Described in docs/ARCHITECTURE.md, "Exported models".
 """
 
 FORMAT = "emenet-tflite/1"
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
-SINGLE_OUTPUTS = (
-    "expr_probs",
-    "expr_entropy",
-    "au_probs",
-    "au_entropy",
-    "valence",
-    "arousal",
-    "valence_entropy",
-    "arousal_entropy",
-    "va_probs",
-)
-ENSEMBLE_EXTRA_OUTPUTS = (
-    "expr_aleatoric",
-    "expr_epistemic",
-    "au_aleatoric",
-    "au_epistemic",
-    "va_aleatoric",
-    "va_epistemic",
-)
+
+# Every output's shape after the batch axis (the batch is 1 in an exported model), in terms of
+# E (expressions), A (action units) and B (VA bins) - the lengths of the metadata's expr_names,
+# au_names and va_bin_centres. Entropies are normalised to [0, 1].
+_SINGLE_SHAPES = {
+    "expr_probs": ("E",),
+    "expr_entropy": (1,),
+    "au_probs": ("A",),
+    "au_entropy": ("A",),
+    "valence": (1,),
+    "arousal": (1,),
+    "valence_entropy": (1,),
+    "arousal_entropy": (1,),
+    "va_probs": (2, "B"),
+}
+# An ensemble's outputs above are over the mean probabilities (entropy = total); it adds the
+# decomposition total = aleatoric + epistemic per task.
+_ENSEMBLE_EXTRA_SHAPES = {
+    "expr_aleatoric": (1,),
+    "expr_epistemic": (1,),
+    "au_aleatoric": ("A",),
+    "au_epistemic": ("A",),
+    "va_aleatoric": (2,),
+    "va_epistemic": (2,),
+}
+SINGLE_OUTPUTS = tuple(_SINGLE_SHAPES)
+ENSEMBLE_EXTRA_OUTPUTS = tuple(_ENSEMBLE_EXTRA_SHAPES)
 ENSEMBLE_OUTPUTS = SINGLE_OUTPUTS + ENSEMBLE_EXTRA_OUTPUTS
+KINDS = ("single", "ensemble")
+
+
+def output_shapes(kind: str, num_expr: int, num_au: int, num_va_bins: int) -> dict:
+    """The outputs a ``single`` or ``ensemble`` model has: name -> shape with the batch axis (1, ...)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    sizes = {"E": num_expr, "A": num_au, "B": num_va_bins}
+    table = dict(_SINGLE_SHAPES, **(_ENSEMBLE_EXTRA_SHAPES if kind == "ensemble" else {}))
+    return {name: (1,) + tuple(sizes.get(d, d) for d in dims) for name, dims in table.items()}

@@ -14,7 +14,14 @@ import warnings
 import cv2
 import numpy as np
 
-from edge.contract import ENSEMBLE_EXTRA_OUTPUTS, FORMAT, INPUT_NAME, SIGNATURE, SINGLE_OUTPUTS
+from edge.contract import (
+    ENSEMBLE_EXTRA_OUTPUTS,
+    FORMAT,
+    INPUT_NAME,
+    SIGNATURE,
+    SINGLE_OUTPUTS,
+    output_shapes,
+)
 from edge.errors import EdgeError
 from edge.images import load_image, to_rgb_uint8  # noqa: F401  (re-exported: edge.runtime.load_image)
 from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation
@@ -244,14 +251,8 @@ def _load_runner(path: str, num_threads):
 
 
 def _expected_output_shapes(meta) -> dict:
-    n_e, n_a, n_b = len(meta["expr_names"]), len(meta["au_names"]), len(meta["va_bin_centres"])
-    shapes = {"expr_probs": (1, n_e), "au_probs": (1, n_a), "au_entropy": (1, n_a), "va_probs": (1, 2, n_b)}
-    for name in ("expr_entropy", "valence", "arousal", "valence_entropy", "arousal_entropy"):
-        shapes[name] = (1, 1)
-    shapes.update({"expr_aleatoric": (1, 1), "expr_epistemic": (1, 1)})
-    shapes.update({"au_aleatoric": (1, n_a), "au_epistemic": (1, n_a)})
-    shapes.update({"va_aleatoric": (1, 2), "va_epistemic": (1, 2)})
-    return shapes
+    counts = (len(meta["expr_names"]), len(meta["au_names"]), len(meta["va_bin_centres"]))
+    return output_shapes(meta["kind"], *counts)
 
 
 def _check_quantization_matches(spec, detail, meta_file):
@@ -317,6 +318,18 @@ def _tensor_quantization(detail) -> tuple:
     return float(scale), int(zero_point)
 
 
+def input_tensor(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Real input values (in the model's input range) -> an array of the input tensor's dtype.
+
+    Integer inputs are quantised with the tensor's scale and zero point (``quantize``). The one
+    implementation of input quantisation: the exporter's parity checks feed models through it too.
+    """
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind in "iu":
+        x = quantize(x, *_tensor_quantization(detail), dtype)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
 def _check_face(face_rgb):
     if not isinstance(face_rgb, np.ndarray) or face_rgb.dtype != np.uint8:
         raise EdgeError(f"face must be a uint8 numpy array, got {type(face_rgb).__name__}")
@@ -365,10 +378,7 @@ class EmotionModel:
             face_rgb = cv2.resize(face_rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
         low, high = self.metadata["input"]["range"]
         x = low + (high - low) * face_rgb.astype(np.float32) / np.float32(255.0)
-        dtype = np.dtype(self._input["dtype"])
-        if dtype != np.float32:
-            x = quantize(x, *_tensor_quantization(self._input), dtype)
-        return np.ascontiguousarray(x[None], dtype=dtype)
+        return input_tensor(x[None], self._input)
 
     def run(self, face_rgb: np.ndarray) -> dict:
         """Raw outputs for one face: name -> float64 array without the batch axis, dequantised."""

@@ -19,12 +19,11 @@ from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import DataError
 from emenet_tf.io import atomic_save_npz
+from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import RunDir
 from emenet_tf.temporal_inference import frame_source, predict_frames
 from emenet_tf.training import make_strategy, remove_stale_temporaries, train_member
-
-TASKS = ("au", "expr", "va")
 
 
 def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int, source=None) -> dict:

@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from edge.images import IMAGE_EXTENSIONS
-from emenet_tf import metrics, plots
+from emenet_tf import locks, metrics, plots
 from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, label_model, synthetic
@@ -374,39 +374,42 @@ def evaluate_run(
     if mc_passes < 2:
         raise ConfigError(f"--mc_passes must be >= 2, got {mc_passes}")
     run = RunDir(workdir)
-    cfg = run.load_config()
-    out_dir = out_dir or run.eval_dir
-    generations = evaluable_generations(run, cfg)
-    data_dir = run.data_dir(cfg)
-    index = affwild2.load_split(data_dir, "validation", skip_bad_labels=cfg.skip_bad_labels)
-    if ood_dir is None and os.path.isdir(os.path.join(data_dir, "ood")):
-        ood_dir = os.path.join(data_dir, "ood")
-    with tempfile.TemporaryDirectory(prefix="emenet-ood-") as work:
-        indices = {"val": index}
-        if ood_dir is not None:
-            indices["ood"] = ood_index(ood_dir, work)
-        methods = collect_predictions(run, cfg, generations, indices, mc_passes, batch_size or cfg.batch_size)
-    present = np.logical_and.reduce([m["val"]["present"] for m in methods.values()])
-    fit_rows, eval_rows = split_halves(present, seed)
-    scaler = add_temperature_scaling(methods, index, fit_rows)
-    truth = aligned_truth(data_dir, index)
-    result = {"methods": {}, "limits": {}, "frames": {}}
-    full = {"methods": {}}
-    for name in method_order(methods):
-        result["methods"][name] = measure(methods[name]["val"], index, eval_rows, truth)
-        if "ood" in indices:
-            result["methods"][name]["ood"] = ood_metrics(methods[name], eval_rows)
-        if name != "temperature_scaling":
-            full["methods"][name] = measure(methods[name]["val"], index, np.flatnonzero(present), truth)
+    with locks.hold(run.eval_lock_path, f"{run.root} (evaluation)"):
+        cfg = run.load_config()
+        out_dir = out_dir or run.eval_dir
+        generations = evaluable_generations(run, cfg)
+        data_dir = run.data_dir(cfg)
+        index = affwild2.load_split(data_dir, "validation", skip_bad_labels=cfg.skip_bad_labels)
+        if ood_dir is None and os.path.isdir(os.path.join(data_dir, "ood")):
+            ood_dir = os.path.join(data_dir, "ood")
+        with tempfile.TemporaryDirectory(prefix="emenet-ood-") as work:
+            indices = {"val": index}
+            if ood_dir is not None:
+                indices["ood"] = ood_index(ood_dir, work)
+            methods = collect_predictions(
+                run, cfg, generations, indices, mc_passes, batch_size or cfg.batch_size
+            )
+        present = np.logical_and.reduce([m["val"]["present"] for m in methods.values()])
+        fit_rows, eval_rows = split_halves(present, seed)
+        scaler = add_temperature_scaling(methods, index, fit_rows)
+        truth = aligned_truth(data_dir, index)
+        result = {"methods": {}, "limits": {}, "frames": {}}
+        full = {"methods": {}}
+        for name in method_order(methods):
+            result["methods"][name] = measure(methods[name]["val"], index, eval_rows, truth)
             if "ood" in indices:
-                full["methods"][name]["ood"] = ood_metrics(methods[name], np.flatnonzero(present))
-    if truth is not None:
-        result["limits"] = bayes_limits(truth, index, eval_rows, data_dir)
-    result["frames"] = frame_counts(index, present, fit_rows, eval_rows, methods, seed, ood_dir)
-    full["frames"] = {**result["frames"], "evaluated": int(present.sum())}
-    result = _clean(result)
-    write_outputs(out_dir, result, _clean(full), methods, index, eval_rows, scaler, generations)
-    return result
+                result["methods"][name]["ood"] = ood_metrics(methods[name], eval_rows)
+            if name != "temperature_scaling":
+                full["methods"][name] = measure(methods[name]["val"], index, np.flatnonzero(present), truth)
+                if "ood" in indices:
+                    full["methods"][name]["ood"] = ood_metrics(methods[name], np.flatnonzero(present))
+        if truth is not None:
+            result["limits"] = bayes_limits(truth, index, eval_rows, data_dir)
+        result["frames"] = frame_counts(index, present, fit_rows, eval_rows, methods, seed, ood_dir)
+        full["frames"] = {**result["frames"], "evaluated": int(present.sum())}
+        result = _clean(result)
+        write_outputs(out_dir, result, _clean(full), methods, index, eval_rows, scaler, generations)
+        return result
 
 
 def method_order(methods: dict) -> list[str]:

@@ -30,6 +30,16 @@ VA_HEADER = "valence,arousal"
 TASKS = ("au", "expr", "va")
 HEADERS = {"au": AU_HEADER, "expr": EXPR_HEADER, "va": VA_HEADER}
 
+# The Aff-Wild2 layout: <IMAGE_DIR>/<video>/<frame_name(k)>, <ANNOTATION_DIR>/<Task>_Set/<Split>_Set/<video>.txt
+IMAGE_DIR = "cropped_aligned"
+ANNOTATION_DIR = "annotations"
+
+
+def frame_name(frame: int) -> str:
+    """The canonical file name of 1-based frame ``frame``: five digits, e.g. 00001.jpg."""
+    return f"{frame:05d}.jpg"
+
+
 # Split folder names in annotations/<Task>_Set/ and the names used everywhere else.
 SPLITS = {"train": "Train_Set", "validation": "Validation_Set"}
 TASK_DIRS = {"au": "AU_Set", "expr": "EXPR_Set", "va": "VA_Set"}

@@ -132,6 +132,34 @@ def prepare(cfg: TrainConfig):
     return train_index, val_index, weights
 
 
+def record_dropped_images(cfg: TrainConfig) -> dict:
+    """Write into data_summary.json the frames the pipeline could not read during training.
+
+    Every finished member's done.json names them (all members read the same frames); the largest
+    count, with its examples, goes into ``data_summary.json`` under ``dropped_images``.
+    """
+    run = RunDir(cfg.workdir)
+    worst = {"bad_images": 0, "unnamed": 0, "examples": []}
+    for generation in range(cfg.generations):
+        for member in range(cfg.ensemble_size):
+            if run.is_done(generation, member):
+                dropped = read_json(run.done_path(generation, member)).get("dropped_images") or worst
+                if dropped["bad_images"] > worst["bad_images"]:
+                    worst = dropped
+    with locks.hold(run.lock_path, f"{run.root} (run setup)", wait=True):
+        summary = read_json(run.data_summary_path) if os.path.exists(run.data_summary_path) else {}
+        summary["dropped_images"] = worst
+        atomic_write_json(run.data_summary_path, summary)
+    if worst["bad_images"]:
+        logging.warning(
+            "%d frames could not be read and were left out of training (see %s), e.g. %s",
+            worst["bad_images"],
+            run.data_summary_path,
+            "; ".join(worst["examples"][:3]),
+        )
+    return worst
+
+
 def run(
     cfg: TrainConfig, evaluate: bool = True, export: bool = True, export_options: dict | None = None
 ) -> dict:
@@ -143,7 +171,7 @@ def run(
     from emenet_tf import distill
 
     complete = distill.run_generations(cfg, train_index, val_index, weights)
-    result = {"generations_complete": complete, "data": {"train": train_index.summary()}}
+    result = {"generations_complete": complete, "dropped_images": record_dropped_images(cfg)}
     if complete < cfg.generations or cfg.member is not None:
         return result
     if evaluate:

@@ -38,6 +38,8 @@ TENSORBOARD = "tensorboard"
 CHECKPOINTS = "ckpt"
 SOFT_LABELS = "soft_labels.npz"
 LOCK = ".lock"
+EVAL_LOCK = ".eval.lock"
+EXPORT_LOCK = ".export.lock"
 TEMPORARY_PREFIX = ".tmp-"  # io.atomic_path's temporaries: never read, removed on resume
 
 
@@ -78,6 +80,14 @@ class RunDir:
     @property
     def lock_path(self) -> str:
         return self.path(LOCK)
+
+    @property
+    def eval_lock_path(self) -> str:
+        return self.path(EVAL_LOCK)
+
+    @property
+    def export_lock_path(self) -> str:
+        return self.path(EXPORT_LOCK)
 
     def data_dir(self, cfg: TrainConfig) -> str:
         """The data the run trains on: ``--data_dir``, else the synthetic benchmark inside the run."""

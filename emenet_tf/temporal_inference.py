@@ -39,17 +39,21 @@ class Segments:
     image_size: int
     batch_size: int
     max_gap: int | None
+    bad_images: pipeline.BadImageLog | None = None  # where the images that fail to decode are named
 
 
-def frame_source(cfg: TrainConfig, index: FrameIndex, batch_size: int, independent: bool = False):
+def frame_source(
+    cfg: TrainConfig, index: FrameIndex, batch_size: int, independent: bool = False, bad_images=None
+):
     """What ``predict_frames`` reads for ``index`` under ``cfg``: per-frame batches, or Segments.
 
     independent: the frames are unrelated images (e.g. the OOD folder): each is its own segment.
+    bad_images: the ``pipeline.BadImageLog`` to name dropped images in (default: a new one).
     """
     size = input_size(cfg.model, cfg.image_size)
     if cfg.temporal:
-        return Segments(index, size, batch_size, None if independent else cfg.temporal_max_gap)
-    return pipeline.make_dataset(index, size, batch_size, training=False)
+        return Segments(index, size, batch_size, None if independent else cfg.temporal_max_gap, bad_images)
+    return pipeline.make_dataset(index, size, batch_size, training=False, bad_images=bad_images)
 
 
 def predict_frames(models, source, passes: int = 1, keep_members: bool = False) -> dict:
@@ -88,7 +92,9 @@ def predict_segments(models, source: Segments, passes: int = 1, keep_members: bo
 
 def _embeddings(frame_nets: list, source: Segments) -> tuple[list[np.ndarray], np.ndarray]:
     """Each backbone's embedding (P, D) of the P frames that decoded, and their index rows (P,)."""
-    ds = pipeline.make_dataset(source.index, source.image_size, source.batch_size, training=False)
+    ds = pipeline.make_dataset(
+        source.index, source.image_size, source.batch_size, training=False, bad_images=source.bad_images
+    )
     chunks: list[list] = [[] for _ in frame_nets]
     ids = []
     for batch in ds:

@@ -372,7 +372,7 @@ def train_member(
     out_dir = run.member_dir(generation, member)
     if not is_chief(strategy):  # the same steps (and collective reads) as the chief, in a scratch folder
         with tempfile.TemporaryDirectory(prefix="emenet-worker-") as scratch:
-            net, state = _fit_member(
+            net, state, _ = _fit_member(
                 cfg, generation, member, scratch, train_index, val_index, class_weights, soft_labels, strategy
             )
             _save_best(net, state, os.path.join(scratch, BEST_WEIGHTS))
@@ -382,14 +382,16 @@ def train_member(
         if run.is_done(generation, member):  # finished by the process that held the lock before
             return best_path
         remove_stale_temporaries(out_dir)
-        net, state = _fit_member(
+        net, state, bad_images = _fit_member(
             cfg, generation, member, out_dir, train_index, val_index, class_weights, soft_labels, strategy
         )
         _save_best(net, state, best_path)
-        atomic_write_json(
-            run.done_path(generation, member),
-            {"best_epoch": int(state.best_epoch.numpy()), "best_score": float(state.best_score.numpy())},
-        )
+        done = {
+            "best_epoch": int(state.best_epoch.numpy()),
+            "best_score": float(state.best_score.numpy()),
+            "dropped_images": bad_images.summary(),  # frames of this run's data the pipeline could not use
+        }
+        atomic_write_json(run.done_path(generation, member), done)
         shutil.rmtree(os.path.join(out_dir, CHECKPOINTS), ignore_errors=True)
     return best_path
 
@@ -406,11 +408,12 @@ def _fit_member(
     """Build, restore the latest checkpoint in ``out_dir`` if any, and fit to ``cfg.epochs``."""
     seed = cfg.member_seed(generation, member)
     keras.utils.set_random_seed(seed)
-    train_ds, steps = training_data(cfg, train_index, soft_labels, seed)
+    bad_images = pipeline.BadImageLog()  # every frame the pipeline drops, named, for done.json
+    train_ds, steps = training_data(cfg, train_index, soft_labels, seed, bad_images)
     steps = cfg.steps_per_epoch or steps
     val_source = None
     if val_index is not None and len(val_index):
-        val_source = frame_source(cfg, val_index, cfg.batch_size)
+        val_source = frame_source(cfg, val_index, cfg.batch_size, bad_images=bad_images)
     with strategy.scope():
         net = member_net(cfg, seed=seed)
         state = MemberState(net)
@@ -438,12 +441,13 @@ def _fit_member(
         )
     if int(state.best_epoch.numpy()) == 0:
         raise TrainingError(f"{out_dir}: no epoch gave a finite validation score; nothing to keep")
-    return net, state
+    return net, state, bad_images
 
 
-def training_data(cfg: TrainConfig, index: FrameIndex, soft_labels: dict | None, seed: int):
+def training_data(cfg: TrainConfig, index: FrameIndex, soft_labels: dict | None, seed: int, bad_images=None):
     """(endless training dataset, steps per epoch): batches of ``--batch_size`` frames, and for a
     temporal run also ``cfg.clips_per_batch()`` clips of ``cfg.temporal`` frames in each batch.
+    bad_images: the ``pipeline.BadImageLog`` every dropped image is named in.
 
     Temporal batches are {"frames": single frames (clips of 1: a stream's first frame, zero
     state), "clips": clips}: the single frames give the backbone and its BatchNorm statistics as
@@ -456,8 +460,9 @@ def training_data(cfg: TrainConfig, index: FrameIndex, soft_labels: dict | None,
     steps = pipeline.steps_per_epoch(index, cfg.batch_size)
     if not cfg.temporal:
         ds = pipeline.make_dataset(
-            index, size, cfg.batch_size, True, soft_labels, seed=seed, augment=cfg.augment, repeat=True
-        )
+            index, size, cfg.batch_size, True, soft_labels, seed=seed, augment=cfg.augment, repeat=True,
+            bad_images=bad_images,
+        )  # fmt: skip
         return ds, steps
     parts = {}
     for i, (part, (length, stride, per_batch)) in enumerate(
@@ -469,8 +474,9 @@ def training_data(cfg: TrainConfig, index: FrameIndex, soft_labels: dict | None,
         table = clips.clip_table(index, length, stride, cfg.temporal_max_gap)
         part_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])  # own order and jitter
         parts[part] = clips.make_clip_dataset(
-            index, table, size, per_batch, True, soft_labels, seed=part_seed, augment=cfg.augment, repeat=True
-        )
+            index, table, size, per_batch, True, soft_labels, seed=part_seed, augment=cfg.augment, repeat=True,
+            bad_images=bad_images,
+        )  # fmt: skip
         logging.info("%s: %d clips of %d frame(s), %d per batch", part, len(table), length, per_batch)
     return tf.data.Dataset.zip(parts), steps
 

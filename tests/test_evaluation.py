@@ -167,6 +167,7 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
             assert 0.0 <= row[task]["ece"] <= 1.0
             assert row[task]["nll"] > 0 and row[task]["kl_true"] >= 0
         assert 0.0 <= row["ood"]["auroc"] <= 1.0 and 0.0 <= row["ood"]["aupr"] <= 1.0
+    _check_against_an_independent_computation(tiny_run, result)
     # the Bayes limit is what no model beats on KL (0) and what synthetic_meta.json says
     assert result["limits"]["oracle"]["expr"]["kl_true"] == pytest.approx(0.0, abs=1e-9)
     assert 0.0 < result["limits"]["expected"]["expr_accuracy"] <= 1.0
@@ -179,3 +180,41 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
         with open(os.path.join(out_dir, png), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert not [n for n in os.listdir(out_dir) if n.startswith(".tmp")]
+
+
+def _check_against_an_independent_computation(cfg, result):
+    """gen1_ensemble's EXPR NLL and accuracy, recomputed from the members' own logits with numpy on
+    the evaluation half, agree with metrics.json; Temperature Scaling fits its half."""
+    from emenet_tf.data import affwild2, pipeline
+    from emenet_tf.models import input_size
+    from emenet_tf.rundir import RunDir
+
+    run = RunDir(cfg.workdir)
+    index = affwild2.load_split(cfg.data_dir, "validation")
+    ds = pipeline.make_dataset(index, input_size(cfg.model, cfg.image_size), cfg.batch_size, training=False)
+    batches = list(ds)
+    frame_id = np.concatenate([b["frame_id"].numpy() for b in batches])
+    probs = []
+    for k in range(cfg.ensemble_size):
+        member = run.load_member(cfg, 1, k)
+        z = np.concatenate(
+            [np.asarray(member.predict_on_batch(b["image"])["expr"], np.float64) for b in batches]
+        )
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        probs.append(e / e.sum(axis=1, keepdims=True))
+    mean = np.zeros((len(index), 7))
+    mean[frame_id] = np.mean(probs, axis=0)
+    present = np.zeros(len(index), bool)
+    present[frame_id] = True
+    _, rows = evaluation.split_halves(present, seed=0)
+    rows = rows[index.expr_mask[rows] > 0]
+    p_true = mean[rows, index.expr[rows]]
+    nll = float(-np.mean(np.log(np.maximum(p_true, 1e-12))))
+    acc = float(np.mean(mean[rows].argmax(1) == index.expr[rows]))
+    # float32 logits through the same model on the same batches; numpy float64 after them: 1e-5
+    assert result["methods"]["gen1_ensemble"]["expr"]["nll"] == pytest.approx(nll, abs=1e-5)
+    assert result["methods"]["gen1_ensemble"]["expr"]["acc"] == pytest.approx(acc, abs=1e-12)
+    assert (
+        result["methods"]["temperature_scaling"]["expr"]["nll"]
+        != result["methods"]["gen0_single"]["expr"]["nll"]
+    )

@@ -1,37 +1,66 @@
-"""Tests of emenet_tf.export: TFLite round trip, post-processing vs numpy, metadata, ensemble, parity refusal, QAT."""
+"""Tests of emenet_tf.export: TFLite round trip, post-processing vs numpy, metadata, ensemble, parity
+refusal, QAT, the run folder (copied runs, unfinished members) and atomic, failure-safe writes."""
 
+import errno
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from edge import uncertainty as npu
+from edge.contract import ENSEMBLE_OUTPUTS, SINGLE_OUTPUTS
+from edge.runtime import input_tensor
 from emenet_tf import export
+from emenet_tf import io as io_lib
 from emenet_tf.data import affwild2
-from emenet_tf.errors import ExportError
+from emenet_tf.errors import ExportError, RunError, WriteError
+from emenet_tf.export import convert as convert_lib
+from emenet_tf.export import model as model_lib
+from emenet_tf.export import parity, qat, tflite
+from emenet_tf.export import run as run_lib
+from emenet_tf.export.__main__ import main, print_summary
+from emenet_tf.export.graph import contract_outputs, keras_outputs
 from emenet_tf.labels import AU_NAMES, EXPR_NAMES, va_bin_centres
-from emenet_tf.training import load_member, resolved_image_size
+from emenet_tf.models import input_size
+from emenet_tf.rundir import RunDir
 
 MODELS = ("student_float32", "student_int8", "ensemble_float32", "ensemble_int8")
+FAST = dict(representative_frames=8, validation_frames=8, float_backbone_max=0, allow_degraded=True)
+
+
+def _size(cfg):
+    return input_size(cfg.model, cfg.image_size)
+
+
+def _load(cfg, member, generation=None):
+    return RunDir(cfg.workdir).load_member(
+        cfg, cfg.generations - 1 if generation is None else generation, member
+    )
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
     """export_run on the tiny run (degraded allowed: 2 training steps leave near-tie predictions)."""
-    out_dir = str(tmp_path_factory.mktemp("export"))
+    out_dir = str(tmp_path_factory.mktemp("export") / "export")
     summary = export.export_run(
         tiny_run.workdir, out_dir=out_dir, allow_degraded=True, representative_frames=32, float_backbone_max=0
     )
     splits = affwild2.load_splits(tiny_run.data_dir)
-    frames = export.load_frames(splits["validation"], resolved_image_size(tiny_run), 24)
+    frames = run_lib.load_frames(splits["validation"], _size(tiny_run), 24)
     return {"cfg": tiny_run, "out_dir": out_dir, "summary": summary, "frames": frames, "splits": splits}
 
 
-def _run(exported, name):
+def _content(exported, name):
     with open(os.path.join(exported["out_dir"], f"{name}.tflite"), "rb") as f:
-        return export.run_tflite(f.read(), exported["frames"]["image"])
+        return f.read()
+
+
+def _run(exported, name, images=None):
+    images = exported["frames"]["image"] if images is None else images
+    return tflite.run_tflite(_content(exported, name), images)
 
 
 def _softmax(x):
@@ -41,10 +70,7 @@ def _softmax(x):
 
 def _member_probs(cfg, member, images):
     """Numpy probabilities of one member from its Keras logits."""
-    logits = {
-        k: v.numpy().astype(np.float64)
-        for k, v in load_member(cfg, cfg.generations - 1, member)(images).items()
-    }
+    logits = {k: v.numpy().astype(np.float64) for k, v in _load(cfg, member)(images).items()}
     return {
         "expr": _softmax(logits["expr"]),
         "au": 1.0 / (1.0 + np.exp(-logits["au"])),
@@ -69,12 +95,15 @@ def _numpy_outputs(probs):
     }
 
 
+# ---------------------------------------------------------------- the exported models
+
+
 def test_files_signatures_and_ranges(exported):
     for name in MODELS:
         path = os.path.join(exported["out_dir"], f"{name}.tflite")
         assert os.path.isfile(path) and os.path.isfile(path[: -len(".tflite")] + ".json")
         runner = Interpreter(model_path=path).get_signature_runner("serving_default")
-        expected = export.ENSEMBLE_OUTPUTS if name.startswith("ensemble") else export.SINGLE_OUTPUTS
+        expected = ENSEMBLE_OUTPUTS if name.startswith("ensemble") else SINGLE_OUTPUTS
         assert set(runner.get_output_details()) == set(expected)
         assert list(runner.get_input_details()) == ["image"]
         out = _run(exported, name)
@@ -86,7 +115,8 @@ def test_files_signatures_and_ranges(exported):
             assert value.dtype == np.float32, key
             low = -1.0 if key in ("valence", "arousal") else 0.0
             assert value.min() >= low - 1e-6 and value.max() <= 1.0 + 1e-6, key
-    assert not [f for f in os.listdir(exported["out_dir"]) if f.startswith(".tmp")]
+    parent = os.path.dirname(exported["out_dir"])
+    assert not [f for f in os.listdir(parent) + os.listdir(exported["out_dir"]) if f.startswith(".tmp")]
 
 
 def test_float_tflite_equals_numpy_on_keras_logits(exported):
@@ -96,8 +126,20 @@ def test_float_tflite_equals_numpy_on_keras_logits(exported):
     got = _run(exported, "student_float32")
     for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, atol=1e-4, err_msg=key)
-    parity = exported["summary"]["parity"]["student_float32"]
-    assert parity["float_max_abs_diff"] <= 1e-4 and parity["passed"]
+    figures = exported["summary"]["parity"]["student_float32"]
+    assert figures["float_max_abs_diff"] <= 1e-4 and figures["passed"] and figures["reference"] == "keras"
+
+
+def test_single_model_graph_is_the_decomposition_of_one_member(exported):
+    """contract_outputs with M = 1: the single outputs only, equal to the M = 2 formula on (p, p)."""
+    member = _load(exported["cfg"], 0)
+    images = exported["frames"]["image"][:4]
+    one = {k: v.numpy() for k, v in contract_outputs([member(images)]).items()}
+    twice = {k: v.numpy() for k, v in contract_outputs([member(images), member(images)]).items()}
+    assert set(one) == set(SINGLE_OUTPUTS) and set(twice) == set(ENSEMBLE_OUTPUTS)
+    for key in SINGLE_OUTPUTS:
+        np.testing.assert_allclose(one[key], twice[key], atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(twice["expr_epistemic"], 0.0, atol=1e-6)
 
 
 def test_int8_entropy_outputs_equal_numpy_on_their_probabilities(exported):
@@ -144,7 +186,7 @@ def test_metadata_schema(exported):
         detail = runner.get_input_details()["image"]
         spec = meta["input"]
         assert spec["name"] == "image" and spec["channels"] == "RGB" and spec["range"] == [0, 1]
-        assert spec["size"] == resolved_image_size(exported["cfg"]) == detail["shape"][1]
+        assert spec["size"] == _size(exported["cfg"]) == detail["shape"][1]
         assert (
             spec["dtype"]
             == np.dtype(detail["dtype"]).name
@@ -163,11 +205,8 @@ def test_metadata_schema(exported):
 
 def test_thresholds_are_validation_quantiles(exported):
     cfg = exported["cfg"]
-    frames = export.load_frames(
-        exported["splits"]["validation"], resolved_image_size(cfg), export.VALIDATION_FRAMES
-    )
-    with open(os.path.join(exported["out_dir"], "ensemble_float32.tflite"), "rb") as f:
-        out = export.run_tflite(f.read(), frames["image"])
+    frames = run_lib.load_frames(exported["splits"]["validation"], _size(cfg), run_lib.VALIDATION_FRAMES)
+    out = _run(exported, "ensemble_float32", parity.on_uint8_grid(frames["image"]))
     with open(os.path.join(exported["out_dir"], "ensemble_float32.json")) as f:
         thresholds = json.load(f)["thresholds"]
     assert thresholds["expr_entropy"] == pytest.approx(np.quantile(out["expr_entropy"], 0.8), abs=1e-6)
@@ -178,105 +217,41 @@ def test_thresholds_are_validation_quantiles(exported):
     )
 
 
-def test_parity_json(exported):
+def test_parity_json_holds_the_figures_of_the_written_models(exported):
+    """parity.json's int8 figures are those of the written int8 file against the written float file,
+    recomputed here on the same validation frames (the same interpreter runs: equal to float rounding)."""
     with open(os.path.join(exported["out_dir"], "parity.json")) as f:
-        parity = json.load(f)
-    assert set(parity["parity"]) == set(MODELS)
-    assert parity["targets"] == export.TARGETS
-    for name in ("student_int8", "ensemble_int8"):
-        figures = parity["parity"][name]
-        assert 0.0 <= figures["expr_top1_agreement"] <= 1.0 and figures["quantize"] == "float_post"
-        assert figures["passed"] == (not export.parity_failures(figures))
-
-
-def test_int8_parity_figures_by_hand():
-    ref = {
-        "expr_probs": np.array([[0.6, 0.3, 0.1], [0.34, 0.33, 0.33], [0.1, 0.2, 0.7]]),
-        "expr_entropy": np.array([[0.5], [0.9], [0.4]]),
-        "au_probs": np.array([[0.2, 0.7], [0.5, 0.1], [0.9, 0.4]]),
-        "au_entropy": np.zeros((3, 2)),
-        "valence": np.zeros((3, 1)),
-        "arousal": np.zeros((3, 1)),
-    }
-    quant = {k: v.copy() for k, v in ref.items()}
-    quant["expr_probs"][1] = [0.33, 0.34, 0.33]  # a near-tie flips
-    quant["expr_entropy"][0] = 0.53
-    quant["au_probs"][1, 0] = 0.49  # one of 6 AU decisions flips
-    figures = export.int8_parity(quant, ref)
-    assert figures["expr_top1_agreement"] == pytest.approx(2 / 3)
-    assert figures["expr_top1_agreement_clear_margin"] == 1.0 and figures["clear_margin_frames"] == 2
-    assert figures["expr_entropy_mean_abs_diff"] == pytest.approx(0.01)
-    assert figures["au_decision_agreement"] == pytest.approx(5 / 6)
-    failures = export.parity_failures(figures)
-    assert len(failures) == 2 and failures[0].startswith("expr_top1_agreement")
-    assert export.parity_failures({"float_max_abs_diff": 2e-4}) and not export.parity_failures(
-        {"float_max_abs_diff": 1e-5}
-    )
-
-
-def test_quantize_input():
-    detail = {"dtype": np.uint8, "quantization": (1 / 255, 0)}
-    x = np.array([0.0, 0.6, 1.0, 1.2], np.float32)  # 0.6 * 255 = 153
-    np.testing.assert_array_equal(export.quantize_input(x, detail), [0, 153, 255, 255])
-    detail = {"dtype": np.int8, "quantization": (1 / 255, -128)}
-    np.testing.assert_array_equal(export.quantize_input(x, detail), [-128, 25, 127, 127])
-
-
-def test_refuses_model_that_misses_a_target(exported, tmp_path, monkeypatch):
+        summary = json.load(f)
+    assert set(summary["parity"]) == set(MODELS) and summary["targets"] == parity.TARGETS
+    assert summary["files"] == {m: os.path.join(exported["out_dir"], f"{m}.tflite") for m in MODELS}
     cfg = exported["cfg"]
-    member = load_member(cfg, cfg.generations - 1, 0)
-    frames, rep = exported["frames"], exported["frames"]["image"][:8]
-    monkeypatch.setitem(export.TARGETS, "expr_top1_agreement", 1.01)  # no model can meet it
-    result = export.export_model([member], "student", str(tmp_path), frames, rep)
-    assert sorted(os.listdir(tmp_path)) == ["student_float32.json", "student_float32.tflite"]
-    assert result["failures"] and result["failures"][0].startswith("student_int8: expr_top1_agreement")
-    assert result["parity"]["student_int8"]["passed"] is False
-
-
-def test_export_run_raises_export_error_after_writing_parity(tiny_run, tmp_path, monkeypatch):
-    def fake_export_model(members, name, out_dir, **kwargs):
-        return {
-            "files": {},
-            "parity": {f"{name}_int8": {"passed": False}},
-            "failures": [f"{name}_int8: missed"],
-        }
-
-    monkeypatch.setattr(export, "export_model", fake_export_model)
-    with pytest.raises(ExportError, match="student_int8: missed .* ensemble_int8: missed"):
-        export.export_run(
-            tiny_run.workdir, out_dir=str(tmp_path), representative_frames=4, validation_frames=4
+    frames = run_lib.load_frames(exported["splits"]["validation"], _size(cfg), run_lib.VALIDATION_FRAMES)
+    images = parity.on_uint8_grid(frames["image"])
+    for kind in ("student", "ensemble"):
+        figures = summary["parity"][f"{kind}_int8"]
+        expected = parity.int8_parity(
+            _run(exported, f"{kind}_int8", images), _run(exported, f"{kind}_float32", images)
         )
-    with open(tmp_path / "parity.json") as f:
-        assert json.load(f)["failures"] == ["student_int8: missed", "ensemble_int8: missed"]
-    summary = export.export_run(tiny_run.workdir, str(tmp_path), allow_degraded=True, validation_frames=4)
-    assert summary["failures"] == ["student_int8: missed", "ensemble_int8: missed"]
+        assert figures["frames"] == len(images) and figures["reference"] == "float32_tflite"
+        for key in ("expr_top1_agreement", "au_decision_agreement", "expr_entropy_mean_abs_diff"):
+            assert figures[key] == pytest.approx(expected[key], abs=1e-6), (kind, key)
+        assert figures["passed"] == (not parity.parity_failures(figures))
+        assert figures["size_bytes"] == len(_content(exported, f"{kind}_int8"))
 
 
-def test_cli_rejects_a_folder_without_a_run(tmp_path):
-    with pytest.raises(SystemExit):
-        export.main(["--workdir", str(tmp_path)])
-
-
-@pytest.mark.slow
-def test_qat_builds_and_converts(exported, tmp_path):
-    cfg = exported["cfg"]
-    student = load_member(cfg, cfg.generations - 1, 0)
-    qat = export.qat_finetune(cfg, student, exported["splits"]["train"], epochs=1, steps=1)
-    frames, rep = exported["frames"], exported["frames"]["image"][:8]
-    result = export.export_model(
-        [qat], "student_qat", str(tmp_path), frames, rep, allow_degraded=True, int8_reference=[qat]
-    )
-    path = result["files"]["student_qat_int8"]
-    runner = Interpreter(model_path=path).get_signature_runner()
-    assert set(runner.get_output_details()) == set(export.SINGLE_OUTPUTS)
-    assert 0.0 <= result["parity"]["student_qat_int8"]["expr_top1_agreement"] <= 1.0
+def test_check_signature_rejects_another_kind_or_size(exported):
+    content, size = _content(exported, "student_float32"), _size(exported["cfg"])
+    tflite.check_signature(content, "single", size)
+    with pytest.raises(ExportError, match="breaks the contract"):
+        tflite.check_signature(content, "ensemble", size)
+    with pytest.raises(ExportError, match="breaks the contract"):
+        tflite.check_signature(content, "single", size + 1)
 
 
 def test_float_layers_are_float_and_backbone_is_int8(exported):
     """The deny-listed heads run in float, the backbone convs in int8, and no LOGISTIC/SOFTMAX
     (whose outputs the quantizer rounds to int8 even when deny-listed) is left in the graph."""
-    with open(os.path.join(exported["out_dir"], "student_int8.tflite"), "rb") as f:
-        ops = export.op_dtypes(f.read())
+    ops = tflite.op_dtypes(_content(exported, "student_int8"))
     heads = [
         (op, dtype)
         for op, name, dtype in ops
@@ -289,9 +264,89 @@ def test_float_layers_are_float_and_backbone_is_int8(exported):
     assert [op for op, _, dtype in ops if dtype == "int8"][0] == "QUANTIZE"  # uint8 input -> int8
 
 
-def test_float_nodes_matches_layer_names_and_prefixes(monkeypatch):
-    import types
+# ---------------------------------------------------------------- parity figures and targets
 
+
+def test_int8_parity_figures_by_hand():
+    ref = {
+        "expr_probs": np.array([[0.6, 0.3, 0.1], [0.34, 0.33, 0.33], [0.1, 0.2, 0.7], [0.4, 0.4, 0.2]]),
+        "expr_entropy": np.array([[0.5], [0.9], [0.4], [0.8]]),
+        "au_probs": np.array([[0.2, 0.7], [0.5, 0.1], [0.9, 0.4], [0.9, 0.9]]),
+        "au_entropy": np.zeros((4, 2)),
+        "valence": np.zeros((4, 1)),
+        "arousal": np.zeros((4, 1)),
+    }
+    quant = {k: v.copy() for k, v in ref.items()}
+    quant["expr_probs"][1] = [0.33, 0.34, 0.33]  # a near-tie flips: disagreement
+    quant["expr_probs"][3] = [0.39, 0.41, 0.2]  # the reference ties exactly: class 1 is a top class too
+    quant["expr_entropy"][0] = 0.54
+    quant["au_probs"][1, 0] = 0.49  # one of 8 AU decisions flips
+    figures = parity.int8_parity(quant, ref)
+    assert figures["expr_top1_agreement"] == pytest.approx(3 / 4)
+    assert figures["expr_top1_agreement_clear_margin"] == 1.0 and figures["clear_margin_frames"] == 2
+    assert figures["expr_entropy_mean_abs_diff"] == pytest.approx(0.01)
+    assert figures["au_decision_agreement"] == pytest.approx(7 / 8)
+    failures = parity.parity_failures(figures)
+    assert len(failures) == 2 and failures[0].startswith("expr_top1_agreement")
+    quant["expr_probs"][3] = [0.41, 0.39, 0.2]  # the other tied class: agrees as well
+    assert parity.int8_parity(quant, ref)["expr_top1_agreement"] == pytest.approx(3 / 4)
+    quant["expr_probs"][3] = [0.3, 0.3, 0.4]  # not a top class of the reference
+    assert parity.int8_parity(quant, ref)["expr_top1_agreement"] == pytest.approx(2 / 4)
+    assert parity.parity_failures({"float_max_abs_diff": 2e-4}) and not parity.parity_failures(
+        {"float_max_abs_diff": 1e-5}
+    )
+    assert parity.parity_failures({"expr_top1_agreement": float("nan")})
+
+
+def test_input_tensor_quantises_as_the_edge_runtime():
+    """The exporter feeds its parity frames through the edge runtime's one input quantisation."""
+    detail = {"dtype": np.uint8, "quantization": (1 / 255, 0)}
+    x = np.array([0.0, 0.6, 1.0, 1.2], np.float32)  # 0.6 * 255 = 153
+    np.testing.assert_array_equal(input_tensor(x, detail), [0, 153, 255, 255])
+    detail = {"dtype": np.int8, "quantization": (1 / 255, -128)}
+    np.testing.assert_array_equal(input_tensor(x, detail), [-128, 25, 127, 127])
+    detail = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert input_tensor(x, detail).dtype == np.float32 and np.array_equal(input_tensor(x, detail), x)
+
+
+def test_on_uint8_grid():
+    x = np.array([0.0, 0.31, 0.6, 1.0, 1.2, -0.1], np.float32)  # 0.31 * 255 = 79.05, 0.6 * 255 = 153
+    np.testing.assert_allclose(parity.on_uint8_grid(x) * 255, [0, 79, 153, 255, 255, 0], atol=1e-4)
+
+
+def test_refuses_model_that_misses_a_target(exported, tmp_path, monkeypatch):
+    member = _load(exported["cfg"], 0)
+    frames, rep = exported["frames"], exported["frames"]["image"][:8]
+    monkeypatch.setitem(parity.TARGETS, "expr_top1_agreement", 1.01)  # no model can meet it
+    result = model_lib.export_model([member], "student", str(tmp_path), frames, rep)
+    assert sorted(os.listdir(tmp_path)) == ["student_float32.json", "student_float32.tflite"]
+    assert result["failures"] and result["failures"][0].startswith("student_int8: expr_top1_agreement")
+    assert result["parity"]["student_int8"]["passed"] is False
+
+
+def test_parity_search_keeps_leading_stages_float_only_while_targets_are_missed(
+    exported, tmp_path, monkeypatch
+):
+    member = _load(exported["cfg"], 0)
+    frames, rep = exported["frames"], exported["frames"]["image"][:8]
+    monkeypatch.setitem(parity.TARGETS, "expr_top1_agreement", 1.01)  # never met: the search goes to its end
+    missed = model_lib.export_model(
+        [member], "student", str(tmp_path / "a"), frames, rep, float_backbone_max=2
+    )
+    assert missed["parity"]["student_int8"]["float_layers"] == list(convert_lib.FLOAT_LAYERS) + [
+        "stem",
+        "block0",
+    ]
+    assert missed["failures"]
+    for key in ("expr_top1_agreement", "au_decision_agreement"):
+        monkeypatch.setitem(parity.TARGETS, key, 0.0)  # always met: no stage needs to stay float
+    monkeypatch.setitem(parity.TARGETS, "expr_entropy_mean_abs_diff", 1.0)
+    met = model_lib.export_model([member], "student", str(tmp_path / "b"), frames, rep, float_backbone_max=2)
+    assert met["parity"]["student_int8"]["float_layers"] == list(convert_lib.FLOAT_LAYERS)
+    assert not met["failures"]
+
+
+def test_float_nodes_matches_layer_names_and_prefixes(monkeypatch):
     names = [
         "member0/emenet_small/stem_relu/Relu6;member0/emenet_small/stem_bn/FusedBatchNormV3",
         "member0/emenet_small/block0_0_dw_relu/Relu6",
@@ -300,33 +355,196 @@ def test_float_nodes_matches_layer_names_and_prefixes(monkeypatch):
         "member0/emenet_small/expression_x/MatMul",  # "expression" is not the layer "expr"
         "Exp_1",
     ]
-    fake = types.SimpleNamespace(
-        get_tensor_details=lambda: [{"name": n} for n in names],
-        _get_ops_details=lambda: [{"outputs": [i]} for i in range(len(names))],
+    ops = [{"outputs": [i]} for i in range(len(names))]
+    monkeypatch.setattr(
+        convert_lib.private_tf, "ops_details", lambda content: (ops, [{"name": n} for n in names])
     )
-    monkeypatch.setattr(export, "Interpreter", lambda model_content: fake)
-    assert export.float_nodes(b"", ("expr",)) == [names[3], names[5]]
-    assert export.float_nodes(b"", ("stem", "block0", "embedding")) == names[:3] + [names[5]]
+    assert convert_lib.float_nodes(b"", ("expr",)) == [names[3], names[5]]
+    assert convert_lib.float_nodes(b"", ("stem", "block0", "embedding")) == names[:3] + [names[5]]
 
 
-def test_on_uint8_grid():
-    x = np.array([0.0, 0.31, 0.6, 1.0, 1.2, -0.1], np.float32)  # 0.31 * 255 = 79.05, 0.6 * 255 = 153
-    np.testing.assert_allclose(export.on_uint8_grid(x) * 255, [0, 79, 153, 255, 255, 0], atol=1e-4)
+# ---------------------------------------------------------------- the run folder
 
 
-def test_parity_search_keeps_leading_stages_float_only_while_targets_are_missed(
-    exported, tmp_path, monkeypatch
-):
+def _fake_export_model(calls):
+    def fake(members, name, out_dir, **kwargs):
+        calls.append((name, members))
+        return {
+            "files": {},
+            "parity": {f"{name}_int8": {"passed": False}},
+            "failures": [f"{name}_int8: missed"],
+        }
+
+    return fake
+
+
+def test_export_run_raises_export_error_after_writing_parity(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_lib, "export_model", _fake_export_model([]))
+    with pytest.raises(ExportError, match="student_int8: missed .* ensemble_int8: missed"):
+        export.export_run(
+            tiny_run.workdir, out_dir=str(tmp_path / "out"), representative_frames=4, validation_frames=4
+        )
+    with open(tmp_path / "out" / "parity.json") as f:
+        assert json.load(f)["failures"] == ["student_int8: missed", "ensemble_int8: missed"]
+    summary = export.export_run(
+        tiny_run.workdir, str(tmp_path / "out"), allow_degraded=True, validation_frames=4
+    )
+    assert summary["failures"] == ["student_int8: missed", "ensemble_int8: missed"]
+
+
+def _copy_run(tiny_run, tmp_path):
+    copy = str(tmp_path / "copied_run")
+    shutil.copytree(tiny_run.workdir, copy)
+    return copy
+
+
+def test_a_copied_run_exports_its_own_members_from_anywhere(tiny_run, tmp_path, monkeypatch):
+    """config.json of the copy still names the original folder: the copy's members must be exported."""
+    copy = _copy_run(tiny_run, tmp_path)
+    run = RunDir(copy)
+    g = tiny_run.generations - 1
+    shutil.copy(run.best_weights_path(g - 1, 1), run.best_weights_path(g, 0))  # the copy's student differs
+    calls = []
+    monkeypatch.setattr(run_lib, "export_model", _fake_export_model(calls))
+    monkeypatch.chdir(tmp_path)
+    summary = export.export_run("copied_run", **FAST)
+    assert summary["out_dir"] == run.export_dir and os.path.isfile(
+        os.path.join(run.export_dir, "parity.json")
+    )
+    assert not os.path.exists(os.path.join(tiny_run.workdir, "export"))
+    (_, student), (_, ensemble) = calls
+    expected = _load(tiny_run, 1, generation=g - 1).get_weights()
+    for got, want in zip(student[0].get_weights(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    original = _load(tiny_run, 0).get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(student[0].get_weights(), original, strict=True))
+    assert ensemble[0] is student[0] and len(ensemble) == tiny_run.ensemble_size
+
+
+def test_a_member_without_done_json_is_never_exported(tiny_run, tmp_path):
+    run = RunDir(_copy_run(tiny_run, tmp_path))
+    os.remove(run.done_path(tiny_run.generations - 1, 1))
+    with pytest.raises(RunError, match=r"not finished .*member1"):
+        export.export_run(run.root, **FAST)
+    assert not os.path.exists(run.export_dir)
+
+
+def test_a_failed_export_leaves_the_previous_export_untouched(tiny_run, tmp_path, monkeypatch):
+    """A conversion that fails after the student was written: the old folder is as it was, no temporary left."""
+    out_dir = tmp_path / "export"
+    out_dir.mkdir()
+    (out_dir / "parity.json").write_text('{"old": true}')
+    (out_dir / "student_int8.tflite").write_bytes(b"old model")
+    real_convert, calls = model_lib.convert, []
+
+    def convert_then_fail(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > 2:  # the student's float32 and int8 models are converted and written first
+            raise RuntimeError("simulated failure")
+        return real_convert(*args, **kwargs)
+
+    monkeypatch.setattr(model_lib, "convert", convert_then_fail)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        export.export_run(tiny_run.workdir, out_dir=str(out_dir), **FAST)
+    assert len(calls) == 3
+    assert sorted(os.listdir(out_dir)) == ["parity.json", "student_int8.tflite"]
+    assert (out_dir / "parity.json").read_text() == '{"old": true}'
+    assert (out_dir / "student_int8.tflite").read_bytes() == b"old model"
+    assert os.listdir(tmp_path) == ["export"]
+
+
+def test_stale_temporaries_of_a_killed_export_are_removed(tmp_path):
+    out_dir = tmp_path / "export"
+    dead = tmp_path / ".tmp-999999999-abc-export"  # no such process
+    alive = tmp_path / f".tmp-{os.getpid()}-def-export"  # an export running now
+    other = tmp_path / ".tmp-999999999-abc-data"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+    run_lib._remove_stale_temporaries(str(out_dir))
+    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, other.name])
+
+
+def test_a_write_failure_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.path = path
+            open(path, "wb").close()  # the temporary exists, as on a real full disk
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io_lib, "open", FullDisk, raising=False)
+    path = str(tmp_path / "student_int8.tflite")
+    with pytest.raises(WriteError, match=r"student_int8\.tflite: cannot write \(No space left on device\)"):
+        model_lib.write_file(path, b"model")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_cli_rejects_a_folder_without_a_run(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--workdir", str(tmp_path)])
+
+
+def test_cli_failure_is_one_line(tiny_run, monkeypatch):
+    def failing(*args, **kwargs):
+        raise ExportError("/x/export/student_int8.tflite: cannot write (No space left on device)")
+
+    monkeypatch.setattr("emenet_tf.export.__main__.export_run", failing)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--workdir", tiny_run.workdir])
+    assert (
+        str(exit_info.value)
+        == "export failed: /x/export/student_int8.tflite: cannot write (No space left on device)"
+    )
+
+
+def test_cli_prints_the_parity_summary(tmp_path, capsys):
+    model = tmp_path / "student_int8.tflite"
+    model.write_bytes(b"12345")
+    figures = {"expr_top1_agreement": 0.995, "per_output_max_abs_diff": {}, "passed": True}
+    print_summary(
+        {"out_dir": str(tmp_path), "parity": {"student_int8": figures}, "files": {"student_int8": str(model)}}
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'parity student_int8: {"expr_top1_agreement": 0.995, "passed": true}'
+    assert lines[1] == f"wrote {model} (5 bytes)"
+
+
+# ---------------------------------------------------------------- QAT
+
+
+@pytest.mark.slow
+def test_qat_int8_is_checked_against_the_qat_model_itself(exported, tmp_path):
+    """The QAT int8 file's figures are measured against the fine-tuned QAT Keras model (recomputed
+    here), not against the student before the fine-tune."""
     cfg = exported["cfg"]
-    member = load_member(cfg, cfg.generations - 1, 0)
-    frames, rep = exported["frames"], exported["frames"]["image"][:8]
-    monkeypatch.setitem(export.TARGETS, "expr_top1_agreement", 1.01)  # never met: the search goes to its end
-    missed = export.export_model([member], "student", str(tmp_path / "a"), frames, rep, float_backbone_max=2)
-    assert missed["parity"]["student_int8"]["float_layers"] == list(export.FLOAT_LAYERS) + ["stem", "block0"]
-    assert missed["failures"]
-    for key in ("expr_top1_agreement", "au_decision_agreement"):
-        monkeypatch.setitem(export.TARGETS, key, 0.0)  # always met: no stage needs to stay float
-    monkeypatch.setitem(export.TARGETS, "expr_entropy_mean_abs_diff", 1.0)
-    met = export.export_model([member], "student", str(tmp_path / "b"), frames, rep, float_backbone_max=2)
-    assert met["parity"]["student_int8"]["float_layers"] == list(export.FLOAT_LAYERS)
-    assert not met["failures"]
+    student = _load(cfg, 0)
+    model = qat.qat_finetune(
+        RunDir(cfg.workdir), cfg, student, exported["splits"]["train"], epochs=1, steps=2
+    )
+    frames = exported["frames"]
+    result = qat.export_qat(model, "student_qat", str(tmp_path), frames, allow_degraded=True)
+    path = result["files"]["student_qat_int8"]
+    runner = Interpreter(model_path=path).get_signature_runner()
+    assert set(runner.get_output_details()) == set(SINGLE_OUTPUTS)
+    figures = result["parity"]["student_qat_int8"]
+    assert figures["reference"] == "qat_keras" and figures["quantize"] == "qat"
+    images = parity.on_uint8_grid(frames["image"])
+    with open(path, "rb") as f:
+        int8 = tflite.run_tflite(f.read(), images)
+    expected = parity.int8_parity(int8, keras_outputs([model], images))
+    for key in ("expr_top1_agreement", "expr_entropy_mean_abs_diff", "au_decision_agreement"):
+        assert figures[key] == pytest.approx(expected[key], abs=1e-6), key
+    before = parity.int8_parity(int8, keras_outputs([student], images))
+    assert before["expr_entropy_mean_abs_diff"] != pytest.approx(
+        figures["expr_entropy_mean_abs_diff"], abs=1e-6
+    )

@@ -27,22 +27,21 @@ from absl import logging
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.labels import (
-    AU_HEADER,
+    ANNOTATION_DIR,
     AU_MISSING,
     AU_NAMES,
-    EXPR_HEADER,
     EXPR_MISSING,
+    HEADERS,
+    IMAGE_DIR,
     NUM_AU,
     SPLITS,
     TASK_DIRS,
-    VA_HEADER,
+    TASKS,
     VA_MISSING,
     VA_NAMES,
+    frame_name,
 )
 
-IMAGE_DIR = "cropped_aligned"
-ANNOTATION_DIR = "annotations"
-TASKS = ("au", "expr", "va")
 IMAGE_EXTENSIONS = ("jpg", "jpeg")  # compared lower-cased
 # What the reader leaves out, by reason: the unit counted and what it means (the warning's words).
 SKIP_REASONS = {
@@ -55,7 +54,6 @@ SKIP_REASONS = {
     "not_frame_image": "files that are not frame images (<digits>.jpg)",
 }
 
-_HEADERS = {"au": AU_HEADER, "expr": EXPR_HEADER, "va": VA_HEADER}
 _COLUMNS = {"au": AU_NAMES, "expr": ("EXPR",), "va": VA_NAMES}
 _MISSING = {"au": AU_MISSING, "expr": EXPR_MISSING, "va": VA_MISSING}
 _RULES = {
@@ -205,10 +203,8 @@ def _check_header(raw: bytes, path: str, task: str) -> bytes:
     raw = raw.replace(b"\r", b"")
     header, _, body = raw.partition(b"\n")
     found = header.decode("utf-8", "replace").strip().lstrip("\ufeff").strip()
-    if found != _HEADERS[task]:
-        raise DataError(
-            f"wrong header for a {task.upper()} file: expected {_HEADERS[task]!r}", path, 1, found
-        )
+    if found != HEADERS[task]:
+        raise DataError(f"wrong header for a {task.upper()} file: expected {HEADERS[task]!r}", path, 1, found)
     return body.rstrip(b" \t\n")
 
 
@@ -423,7 +419,7 @@ def _paths(parts: list, video_id: np.ndarray, frame: np.ndarray) -> np.ndarray:
         lo, hi = bounds[v], bounds[v + 1]
         prefix = f"{IMAGE_DIR}/{name}/"
         if images is None:
-            out[lo:hi] = [f"{prefix}{k:05d}.jpg" for k in frame[lo:hi].tolist()]
+            out[lo:hi] = [prefix + frame_name(k) for k in frame[lo:hi].tolist()]
         else:
             frames, files = images  # sorted by frame, one file each
             out[lo:hi] = [prefix + f for f in files[np.searchsorted(frames, frame[lo:hi])].tolist()]

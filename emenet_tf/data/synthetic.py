@@ -31,7 +31,17 @@ import numpy as np
 from emenet_tf.data import label_model, render
 from emenet_tf.errors import DataError
 from emenet_tf.io import atomic_path
-from emenet_tf.labels import HEADERS, NUM_AU, NUM_EXPR, SPLITS, TASK_DIRS, TASKS
+from emenet_tf.labels import (
+    ANNOTATION_DIR,
+    HEADERS,
+    IMAGE_DIR,
+    NUM_AU,
+    NUM_EXPR,
+    SPLITS,
+    TASK_DIRS,
+    TASKS,
+    frame_name,
+)
 
 # ---------------------------------------------------------------- writing files
 
@@ -134,7 +144,7 @@ def _write_annotations(out_dir, split, name, tasks, labels, rng, n_frames) -> No
         missing = _missing_runs(rng, n_frames, 0.05, 4.0)
         if task not in tasks:
             continue
-        folder = os.path.join(out_dir, "annotations", TASK_DIRS[task], SPLITS[split])
+        folder = os.path.join(out_dir, ANNOTATION_DIR, TASK_DIRS[task], SPLITS[split])
         _makedirs(folder)
         path = os.path.join(folder, f"{name}.txt")
         with _writing(path), open(path, "w", encoding="ascii", newline="\n") as f:
@@ -142,10 +152,10 @@ def _write_annotations(out_dir, split, name, tasks, labels, rng, n_frames) -> No
 
 
 def _write_frames(out_dir, name, a, ident, rng, no_image, size) -> None:
-    folder = os.path.join(out_dir, "cropped_aligned", name)
+    folder = os.path.join(out_dir, IMAGE_DIR, name)
     _makedirs(folder)
     for i, img in render.video_frames(a, ident, rng, no_image, size):
-        _write_jpeg(os.path.join(folder, f"{i + 1:05d}.jpg"), img)
+        _write_jpeg(os.path.join(folder, frame_name(i + 1)), img)
 
 
 def write_ood(out_dir: str, seed: int, count: int, size: int) -> int:
@@ -155,7 +165,7 @@ def write_ood(out_dir: str, seed: int, count: int, size: int) -> int:
     for i in range(count):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, i)))
         img = render.ood_image(rng, render.OOD_KINDS[i % len(render.OOD_KINDS)], size)
-        _write_jpeg(os.path.join(folder, f"{i + 1:05d}.jpg"), img)
+        _write_jpeg(os.path.join(folder, frame_name(i + 1)), img)
     return count
 
 
@@ -189,7 +199,7 @@ def load_truth(data_dir: str, split: str) -> dict | None:
 
 # ---------------------------------------------------------------- the whole benchmark
 
-_OURS = ("annotations", "cropped_aligned", "synthetic_truth", "ood", "synthetic_meta.json")
+_OURS = (ANNOTATION_DIR, IMAGE_DIR, "synthetic_truth", "ood", "synthetic_meta.json")
 
 
 def check_out_dir(out_dir: str) -> None:

@@ -13,13 +13,12 @@ import os
 
 import numpy as np
 
+from edge.contract import INPUT_NAME
 from emenet_tf._keras import keras
 from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.models.backbone import EMBEDDING_LAYER, MOBILEFACENET_BLOCKS, BlockSpec, backbone, total_stride
 from emenet_tf.models.blocks import SeedSequence
 from emenet_tf.models.heads import task_heads
-
-INPUT_NAME = "image"
 
 
 @dataclasses.dataclass(frozen=True)

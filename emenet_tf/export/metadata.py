@@ -1,0 +1,56 @@
+"""The metadata JSON beside each exported model: the contract's fields and the calibrated thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.contract import FORMAT, output_shapes
+from emenet_tf.labels import AU_NAMES, EXPR_NAMES, NUM_AU, NUM_EXPR, NUM_VA_BINS, va_bin_centres
+
+EXPR_COVERAGE = 0.8  # expr_entropy threshold: accept the 80% most certain validation predictions
+OOD_QUANTILE = 0.95  # ood_epistemic threshold: ~5% false OOD alarms on in-domain validation
+
+
+def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.ndarray) -> dict:
+    """Uncertainty thresholds of one model from its own outputs on validation frames.
+
+    expr_entropy: the EXPR_COVERAGE quantile of the normalised EXPR entropy (predictions below it
+    are accepted: 80% coverage); the EXPR error of the accepted and of all labelled frames is
+    stated in "target". ood_epistemic (ensemble only): the OOD_QUANTILE quantile of the in-domain
+    expr_epistemic, so about 5% of in-domain faces raise a false OOD alarm.
+    """
+    entropy = outputs["expr_entropy"][:, 0]
+    threshold = float(np.quantile(entropy, EXPR_COVERAGE))
+    labelled = expr_mask > 0
+    wrong = outputs["expr_probs"].argmax(-1) != expr_labels
+    accepted = labelled & (entropy <= threshold)
+    risk = f"{wrong[accepted].mean():.3f}" if accepted.any() else "n/a"
+    overall = f"{wrong[labelled].mean():.3f}" if labelled.any() else "n/a"
+    target = (
+        f"expr_entropy: {EXPR_COVERAGE:.0%} coverage quantile of the validation EXPR normalised entropy "
+        f"({len(entropy)} frames); EXPR error of the accepted labelled frames {risk} vs {overall} overall"
+    )
+    ood = None
+    if "expr_epistemic" in outputs:
+        ood = float(np.quantile(outputs["expr_epistemic"][:, 0], OOD_QUANTILE))
+        target += (
+            f"; ood_epistemic: {OOD_QUANTILE:.0%} quantile of expr_epistemic on in-domain validation "
+            f"(about {1 - OOD_QUANTILE:.0%} false OOD alarms); the OOD score is expr_epistemic"
+        )
+    return {"expr_entropy": threshold, "ood_epistemic": ood, "target": target}
+
+
+def metadata(kind: str, members: int, spec: dict, thresholds: dict) -> dict:
+    """The ``M.json`` beside a model, in the schema of docs/ARCHITECTURE.md."""
+    centres = va_bin_centres(NUM_VA_BINS)
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "members": int(members),
+        "input": spec,
+        "outputs": list(output_shapes(kind, NUM_EXPR, NUM_AU, NUM_VA_BINS)),
+        "expr_names": list(EXPR_NAMES),
+        "au_names": list(AU_NAMES),
+        "va_bin_centres": [float(c) for c in centres],
+        "thresholds": thresholds,
+    }

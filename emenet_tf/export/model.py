@@ -1,0 +1,110 @@
+"""Export of one model (one member or an ensemble): convert, check parity, write what passes.
+
+For each model ``<name>_float32`` and ``<name>_int8`` (``.tflite`` and the metadata ``.json``
+beside it) are written into the output folder if they meet their parity targets (or
+``allow_degraded``). Parity runs on validation frames put on the uint8 grid (``on_uint8_grid``):
+the float TFLite against the Keras model, the int8 TFLite against the float TFLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+from absl import logging
+
+from emenet_tf.export.convert import BACKBONE_LAYERS, FLOAT_LAYERS, convert
+from emenet_tf.export.graph import ExportModule, keras_outputs
+from emenet_tf.export.metadata import calibrate_thresholds, metadata
+from emenet_tf.export.parity import float_parity, int8_parity, on_uint8_grid, parity_failures
+from emenet_tf.export.tflite import check_signature, input_spec, run_tflite
+from emenet_tf.io import atomic_write_bytes, atomic_write_json
+
+
+def export_model(
+    members: list,
+    name: str,
+    out_dir: str,
+    frames: dict,
+    representative: np.ndarray,
+    quantize: str = "float_post",
+    allow_degraded: bool = False,
+    float_layers: tuple[str, ...] = FLOAT_LAYERS,
+    float_backbone_max: int = 0,
+) -> dict:
+    """Convert one model (1 member) or ensemble (M) to ``<name>_float32`` and ``<name>_int8`` .tflite.
+
+    float_backbone_max: when the int8 model misses a parity target, keep the first 1, 2, ... up
+    to this many backbone stages (``BACKBONE_LAYERS``) float as well, and take the first that
+    meets every target (the figures record which layers stayed float). float_layers: see
+    ``convert.convert``. Returns {"files": {name: path}, "parity": {name: figures}, "failures": [...]}.
+    """
+    module = ExportModule(members, int(frames["image"].shape[1]))
+    images = on_uint8_grid(frames["image"])
+    with tempfile.TemporaryDirectory() as saved_dir:
+        module.save(saved_dir)
+        float_bytes = convert(saved_dir)
+        reference = run_tflite(float_bytes, images)
+        figures = {"reference": "keras", **float_parity(reference, keras_outputs(members, images))}
+        candidates = {f"{name}_float32": (float_bytes, reference, figures)}
+        candidates[f"{name}_int8"] = _int8_within_targets(
+            saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
+        )
+    return write_checked(candidates, module, out_dir, frames, allow_degraded)
+
+
+def _int8_within_targets(
+    saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
+):
+    """(content, outputs, figures) of the int8 conversion with the fewest leading backbone stages
+    float that meets the targets against ``reference`` (the last one tried when none does)."""
+    for k in range(0, float_backbone_max + 1 if quantize == "float_post" else 1):
+        layers = tuple(float_layers) + BACKBONE_LAYERS[:k]
+        content = convert(saved_dir, quantize, representative, layers)
+        outputs = run_tflite(content, images)
+        figures = {"quantize": quantize, "reference": "float32_tflite", **int8_parity(outputs, reference)}
+        if quantize == "float_post":
+            figures["float_layers"] = list(layers)
+        missed = parity_failures(figures)
+        if not missed:
+            break
+        logging.info("int8 with float layers %s misses: %s", list(layers), missed)
+    return content, outputs, figures
+
+
+def write_checked(
+    candidates: dict, module: ExportModule, out_dir: str, frames: dict, allow_degraded: bool
+) -> dict:
+    """Write each candidate {name: (content, outputs on frames, parity figures)} that meets its targets.
+
+    Each written model gets its metadata (thresholds calibrated on its own outputs) beside it.
+    Returns {"files", "parity", "failures"} of these models; ExportError if a file cannot be written.
+    """
+    result = {"files": {}, "parity": {}, "failures": []}
+    for model_name, (content, outputs, figures) in candidates.items():
+        check_signature(content, module.kind, module.image_size)
+        failures = parity_failures(figures)
+        figures = {**figures, "size_bytes": len(content), "passed": not failures}
+        result["parity"][model_name] = figures
+        logging.info("parity %s: %s", model_name, json.dumps(figures))
+        if failures:
+            result["failures"].append(f"{model_name}: " + "; ".join(failures))
+            if not allow_degraded:
+                continue
+        thresholds = calibrate_thresholds(outputs, frames["expr"], frames["expr_mask"])
+        meta = metadata(module.kind, len(module.members), input_spec(content, module.image_size), thresholds)
+        path = os.path.join(out_dir, f"{model_name}.tflite")
+        write_file(path, content)
+        write_file(os.path.splitext(path)[0] + ".json", meta)
+        result["files"][model_name] = path
+    return result
+
+
+def write_file(path: str, content) -> None:
+    """Write bytes or a JSON object atomically; WriteError naming the path if it fails (ENOSPC...)."""
+    if isinstance(content, bytes):
+        atomic_write_bytes(path, content)
+    else:
+        atomic_write_json(path, content)

@@ -1,0 +1,94 @@
+"""Parity of an exported model with its reference: the figures, the targets and what a model misses.
+
+Targets (checked at export; a model that misses one is not written unless ``allow_degraded``):
+float TFLite vs Keras max abs diff <= 1e-4 on every output; int8 vs its float reference on
+validation frames: EXPR top-1 agreement >= 0.99, mean abs diff of the EXPR normalised entropy
+<= 0.02, AU decision (p >= 0.5) agreement >= 0.99.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TARGETS = {
+    "float_max_abs_diff": 1e-4,  # at most
+    "expr_top1_agreement": 0.99,  # at least
+    "expr_entropy_mean_abs_diff": 0.02,  # at most
+    "au_decision_agreement": 0.99,  # at least
+}
+MARGIN_EPS = 0.05  # top-1 agreement is also reported where the reference's top-1 margin exceeds this
+
+
+def on_uint8_grid(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] rounded to multiples of 1/255: what a uint8 camera frame delivers.
+
+    Parity compares the float and int8 models on the same frames; the edge runtime feeds both
+    uint8 pixels / 255, so the frames are put on that grid first (otherwise the int8 model's
+    uint8 input rounding alone flips ~1% of the near-tie EXPR decisions of an underconfident model).
+    """
+    return (np.round(np.clip(images, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def float_parity(tflite: dict, reference: dict) -> dict:
+    """Max abs difference of every output: float TFLite vs Keras."""
+    per_output = {k: float(np.max(np.abs(tflite[k] - reference[k]))) for k in reference}
+    return {"float_max_abs_diff": max(per_output.values()), "per_output_max_abs_diff": per_output}
+
+
+def _top_classes(probs: np.ndarray) -> np.ndarray:
+    """(N, C) bool: the classes whose probability equals the row's largest (several on a tie)."""
+    return probs == probs.max(axis=-1, keepdims=True)
+
+
+def _mean_abs_diff(a, b) -> float:
+    return float(np.mean(np.abs(a - b)))
+
+
+def int8_parity(quant: dict, ref: dict) -> dict:
+    """Agreement of an int8 model with its reference on the same frames.
+
+    expr_top1_agreement: share of frames whose EXPR top class agrees. Where a model's largest
+    probabilities tie exactly (int8 logits make exact ties common: which of the tied classes
+    argmax names is arbitrary), the frame agrees when the two models share a top class. Also
+    reported restricted to frames whose reference top-1 margin (p1 - p2) exceeds MARGIN_EPS
+    (near-ties flip on rounding).
+    expr_entropy_mean_abs_diff: mean |H_int8 - H_ref| of the normalised EXPR entropy.
+    au_decision_agreement: share of (frame, AU) decisions p >= 0.5 that agree; also reported
+    where the reference's |p - 0.5| exceeds MARGIN_EPS / 2. The targets apply to the unrestricted figures.
+    """
+    top1 = (_top_classes(quant["expr_probs"]) & _top_classes(ref["expr_probs"])).any(-1)
+    sorted_ref = np.sort(ref["expr_probs"], axis=-1)
+    clear = sorted_ref[:, -1] - sorted_ref[:, -2] > MARGIN_EPS
+    au_agree = (quant["au_probs"] >= 0.5) == (ref["au_probs"] >= 0.5)
+    au_clear = np.abs(ref["au_probs"] - 0.5) > MARGIN_EPS / 2
+    va = ("valence", "arousal")
+    out = {
+        "frames": int(len(top1)),
+        "expr_top1_agreement": float(top1.mean()),
+        "expr_top1_agreement_clear_margin": float(top1[clear].mean()) if clear.any() else None,
+        "clear_margin_frames": int(clear.sum()),
+        "expr_entropy_mean_abs_diff": _mean_abs_diff(quant["expr_entropy"], ref["expr_entropy"]),
+        "au_decision_agreement": float(au_agree.mean()),
+        "au_decision_agreement_clear_margin": float(au_agree[au_clear].mean()) if au_clear.any() else None,
+        "au_clear_margin_decisions": int(au_clear.sum()),
+        "au_entropy_mean_abs_diff": _mean_abs_diff(quant["au_entropy"], ref["au_entropy"]),
+        "va_mean_abs_diff": _mean_abs_diff(
+            np.concatenate([quant[k] for k in va]), np.concatenate([ref[k] for k in va])
+        ),
+    }
+    if "expr_epistemic" in ref:
+        out["expr_epistemic_mean_abs_diff"] = _mean_abs_diff(quant["expr_epistemic"], ref["expr_epistemic"])
+    return out
+
+
+def parity_failures(figures: dict) -> list[str]:
+    """The targets a model's figures miss, as readable strings (empty: all met)."""
+    failures = []
+    for name, target in TARGETS.items():
+        if name not in figures:
+            continue
+        value = figures[name]
+        at_most = name.endswith("diff")
+        if not ((value <= target) if at_most else (value >= target)):  # NaN fails too
+            failures.append(f"{name} = {value:.6g} ({'>' if at_most else '<'} target {target})")
+    return failures

@@ -1,0 +1,156 @@
+"""Export of a finished run: the final generation's student and ensemble (and a QAT student), atomically.
+
+Writes into ``<workdir>/export/`` (or ``out_dir``; see docs/ARCHITECTURE.md, "Exported models"):
+  student_float32.tflite  student_int8.tflite  ensemble_float32.tflite  ensemble_int8.tflite
+  [student_qat_int8.tflite with qat_epochs > 0]   each with its metadata ``M.json`` beside it
+  parity.json             the parity figures of every model against its reference, and the targets
+The whole export is written into a temporary folder beside the output folder and swapped in at
+the end: a killed or failed export leaves the previous export as it was, never a mix of new and
+old models with a stale parity.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+from absl import logging
+
+from emenet_tf import locks
+from emenet_tf.data import affwild2, pipeline
+from emenet_tf.data.index import FrameIndex
+from emenet_tf.errors import ExportError, RunError
+from emenet_tf.export.convert import FLOAT_BACKBONE_MAX, FLOAT_LAYERS
+from emenet_tf.export.model import export_model, write_file
+from emenet_tf.export.parity import TARGETS
+from emenet_tf.export.qat import export_qat, qat_finetune
+from emenet_tf.io import atomic_path
+from emenet_tf.models import input_size
+from emenet_tf.rundir import TEMPORARY_PREFIX, RunDir
+
+VALIDATION_FRAMES = 1000  # validation frames used for parity and calibration (at most)
+PARITY_FILE = "parity.json"
+
+
+def export_run(
+    workdir: str,
+    out_dir: str | None = None,
+    qat_epochs: int = 0,
+    allow_degraded: bool = False,
+    representative_frames: int = 200,
+    quantize: str = "float_post",
+    validation_frames: int = VALIDATION_FRAMES,
+    qat_steps: int | None = None,
+    float_layers: tuple[str, ...] = FLOAT_LAYERS,
+    float_backbone_max: int = FLOAT_BACKBONE_MAX,
+) -> dict:
+    """Export the final generation's student (member 0) and ensemble of the finished run in ``workdir``.
+
+    Every path is resolved from ``workdir`` (``RunDir``), so a copied or moved run exports its own
+    members from any current directory. An int8 model that misses a parity target is converted
+    again with its first 1, 2, ... up to ``float_backbone_max`` backbone stages kept float (see
+    ``model.export_model``); float_layers: the members' layers kept float in the int8 models.
+    Writes the .tflite files, their metadata and ``parity.json`` into ``out_dir`` (default
+    ``<workdir>/export``), replacing it whole. Raises RunError for an unfinished run, and
+    ExportError naming every model that missed a parity target (after writing the others and
+    parity.json) unless ``allow_degraded``; WriteError naming a file that could not be written.
+    Returns {"out_dir", "generation", "files": {name: path}, "parity": {name: figures}, "failures", "targets"}.
+    """
+    run = RunDir(workdir)
+    cfg = run.load_config()
+    generation = final_generation(run, cfg)
+    members = [run.load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
+    splits = affwild2.load_splits(run.data_dir(cfg), skip_bad_labels=cfg.skip_bad_labels)
+    image_size = input_size(cfg.model, cfg.image_size)
+    frames = load_frames(splits["validation"], image_size, validation_frames)
+    common = dict(
+        frames=frames,
+        representative=load_frames(splits["train"], image_size, representative_frames)["image"],
+        quantize=quantize,
+        allow_degraded=allow_degraded,
+        float_layers=tuple(float_layers),
+        float_backbone_max=float_backbone_max,
+    )
+    out_dir = os.path.abspath(out_dir or run.export_dir)
+    with locks.hold(run.export_lock_path, f"{run.root} (export)"), atomic_path(out_dir) as tmp:
+        _remove_stale_temporaries(out_dir)
+        os.makedirs(tmp)
+        results = [export_model(members[:1], "student", tmp, **common)]
+        if len(members) > 1:
+            results.append(export_model(members, "ensemble", tmp, **common))
+        if qat_epochs > 0:
+            qat = qat_finetune(run, cfg, members[0], splits["train"], qat_epochs, steps=qat_steps)
+            results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded))
+        summary = _summary(results, out_dir, generation)
+        write_file(os.path.join(tmp, PARITY_FILE), summary)
+    if summary["failures"] and not allow_degraded:
+        raise ExportError(
+            f"refused to write models that miss their parity targets (see {os.path.join(out_dir, PARITY_FILE)}; "
+            "--allow_degraded writes them anyway): " + " | ".join(summary["failures"])
+        )
+    return summary
+
+
+def final_generation(run: RunDir, cfg) -> int:
+    """The generation to export: the last one, once every member of every generation has finished."""
+    finished = run.finished_generations(cfg)
+    if finished != cfg.generations:
+        unfinished = ", ".join(run.unfinished_members(cfg, finished))
+        raise RunError(
+            f"{run.root}: the run is not finished ({finished} of {cfg.generations} generations complete; "
+            f"no done.json in {unfinished}); run train.py on this folder to finish it before exporting"
+        )
+    return cfg.generations - 1
+
+
+def _summary(results: list[dict], out_dir: str, generation: int) -> dict:
+    """parity.json: every model's figures and failures, the files by their final paths, the targets."""
+    return {
+        "out_dir": out_dir,
+        "generation": generation,
+        "files": {
+            k: os.path.join(out_dir, os.path.basename(v)) for r in results for k, v in r["files"].items()
+        },
+        "parity": {k: v for r in results for k, v in r["parity"].items()},
+        "failures": [f for r in results for f in r["failures"]],
+        "targets": TARGETS,
+    }
+
+
+def _remove_stale_temporaries(out_dir: str) -> None:
+    """Delete the temporary export folders a killed export left beside ``out_dir`` (its process is gone)."""
+    parent, base = os.path.split(out_dir)
+    for name in os.listdir(parent) if os.path.isdir(parent) else ():
+        if not (
+            name.startswith(TEMPORARY_PREFIX) and (name.endswith("-" + base) or name.endswith(f"-{base}.old"))
+        ):
+            continue
+        pid = name[len(TEMPORARY_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            logging.warning("removing %s, left by an export that did not finish", os.path.join(parent, name))
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spread(index: FrameIndex, count: int) -> FrameIndex:
+    """``count`` rows of ``index`` spread evenly over it (all rows when it has fewer)."""
+    if len(index) <= count:
+        return index
+    return index.subset(np.unique(np.linspace(0, len(index) - 1, count).round().astype(np.int64)))
+
+
+def load_frames(index: FrameIndex, image_size: int, count: int) -> dict:
+    """Images (N,S,S,3) float32 in [0, 1] and EXPR labels/masks of ``count`` frames spread over ``index``."""
+    ds = pipeline.make_dataset(_spread(index, count), image_size, 64, training=False)
+    parts = [{k: batch[k].numpy() for k in ("image", "expr", "expr_mask")} for batch in ds]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
