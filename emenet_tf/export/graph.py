@@ -86,6 +86,8 @@ def _probabilities(logits: dict) -> dict:
 class ExportModule(tf.Module):
     """One model or an ensemble sharing the input; ``serve``: image (1,S,S,3) -> named outputs."""
 
+    state = None  # a per-frame model carries no state (see export.stream.StreamModule)
+
     def __init__(self, members: list, image_size: int):
         super().__init__()
         self.members = list(members)
@@ -111,6 +113,10 @@ class ExportModule(tf.Module):
     def save(self, saved_dir: str) -> None:
         """A SavedModel with the one signature of the contract (what the converter reads)."""
         tf.saved_model.save(self, saved_dir, signatures={SIGNATURE: self.serve})
+
+    def keras_outputs(self, images: np.ndarray, starts=None) -> dict:
+        """The reference outputs of the Keras members on ``images`` (``starts``: streams only)."""
+        return keras_outputs(self.members, images)
 
 
 def keras_outputs(members: list, images: np.ndarray, batch_size: int = 64) -> dict:

@@ -22,6 +22,7 @@ with builtin ops only; unrolled over a sequence it gives exactly the GRU layer's
 
 from __future__ import annotations
 
+from edge import contract
 from emenet_tf._keras import keras, tf
 from emenet_tf.labels import NUM_AU, NUM_EXPR, NUM_VA_BINS, TASKS
 from emenet_tf.models.backbone import backbone
@@ -34,8 +35,8 @@ FRAME_NET = "frame_net"
 HEADS_NET = "temporal_heads"
 FRAMES_LAYER = "frames"  # the TimeDistributed wrapper of frame_net
 OUTPUT_SIZES = {"au": NUM_AU, "expr": NUM_EXPR, "va": 2 * NUM_VA_BINS}
-STATE_INPUTS = {task: f"h_{task}" for task in TASKS}  # the streaming step's state names
-NEXT_STATES = {task: f"next_h_{task}" for task in TASKS}
+STATE_INPUTS = dict(zip(TASKS, contract.STATE_INPUTS, strict=True))  # the streaming step's state names
+NEXT_STATES = dict(zip(TASKS, contract.STATE_OUTPUTS, strict=True))
 
 
 def build_frame_net(spec, size: int, width: float, seeds: SeedSequence) -> keras.Model:
