@@ -1,5 +1,6 @@
 """Temporal EMENet: GRU heads over frames, masking, the streaming step, training on clips, segment inference."""
 
+import json
 import os
 
 import numpy as np
@@ -218,16 +219,22 @@ def test_temporal_training_batches_hold_single_frames_and_clips(data_dir, tmp_pa
     assert batch["clips"]["expr"].shape == (2, 4) and batch["frames"]["va_mask"].shape == (8, 1, 2)
 
 
-@pytest.mark.slow
-def test_a_temporal_run_trains_distils_and_evaluates_like_a_per_frame_run(data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def temporal_run(data_dir, tmp_path_factory):
+    """A finished tiny temporal run (2 generations of 2 members, T = 4), evaluated: (cfg, metrics)."""
     from emenet_tf import run
 
     cfg = TrainConfig(
-        workdir=str(tmp_path / "run"), data_dir=data_dir, model="tiny", ensemble_size=2, generations=2,
-        epochs=1, steps_per_epoch=2, batch_size=16, verbose=0, temporal=4,
+        workdir=str(tmp_path_factory.mktemp("temporal_run") / "run"), data_dir=data_dir, model="tiny",
+        ensemble_size=2, generations=2, epochs=1, steps_per_epoch=2, batch_size=16, verbose=0, temporal=4,
     )  # fmt: skip
-    result = run.run(cfg, evaluate=True, export=False)
-    methods = result["metrics"]["methods"]
+    return cfg, run.run(cfg, evaluate=True, export=False)["metrics"]
+
+
+@pytest.mark.slow
+def test_a_temporal_run_trains_distils_and_evaluates_like_a_per_frame_run(temporal_run, data_dir):
+    cfg, metrics = temporal_run
+    methods = metrics["methods"]
     # The rows and metrics of a per-frame run (metrics.json's schema), each measured over whole videos.
     assert list(methods) == [
         "gen0_single", "gen0_ensemble", "gen1_single", "gen1_ensemble", "temperature_scaling", "mc_dropout",
@@ -239,8 +246,51 @@ def test_a_temporal_run_trains_distils_and_evaluates_like_a_per_frame_run(data_d
             "aupr",
         }
         assert np.isfinite(row["expr"]["nll"]) and np.isfinite(row["va"]["nll"])
-    assert result["metrics"]["frames"]["predicted"] == len(affwild2.load_split(data_dir, "validation"))
+    assert metrics["frames"]["predicted"] == len(affwild2.load_split(data_dir, "validation"))
     from emenet_tf.rundir import RunDir
 
+    assert tm.is_temporal(RunDir(cfg.workdir).load_member(cfg, 1, 0))
+
+
+@pytest.mark.slow
+def test_a_temporal_run_exports_stream_models_that_equal_the_sequence_model(temporal_run, tmp_path):
+    from emenet_tf.export import export_run, private_tf, stream
+    from emenet_tf.export.tflite import run_tflite
+    from emenet_tf.rundir import RunDir
+
+    cfg, _ = temporal_run
+    summary = export_run(
+        cfg.workdir, out_dir=str(tmp_path / "export"), representative_frames=16, validation_frames=24,
+        float_backbone_max=0, allow_degraded=True,
+    )  # fmt: skip
+    names = {
+        "student_stream_float32",
+        "student_stream_int8",
+        "ensemble_stream_float32",
+        "ensemble_stream_int8",
+    }
+    assert set(summary["files"]) == names
+    meta = json.loads(open(summary["files"]["student_stream_int8"][: -len(".tflite")] + ".json").read())
+    assert meta["state"] == {
+        "inputs": ["h_au", "h_expr", "h_va"], "outputs": ["next_h_au", "next_h_expr", "next_h_va"],
+        "size": 128, "max_gap": cfg.temporal_max_gap,
+    }  # fmt: skip
+    assert summary["parity"]["student_stream_float32"]["float_max_abs_diff"] <= 1e-4
+    # Independently: the float stream over video segments, state carried, is the Keras sequence model.
     member = RunDir(cfg.workdir).load_member(cfg, 1, 0)
-    assert tm.is_temporal(member)
+    two_videos = affwild2.load_split(cfg.data_dir, "train")  # (validation holds one video)
+    frames = stream.sequence_frames(two_videos, 32, 30, cfg.temporal_max_gap)
+    with open(summary["files"]["student_stream_float32"], "rb") as f:
+        lite = run_tflite(f.read(), frames["image"], starts=frames["start"])
+    keras_out = stream.StreamModule([member], 32, cfg.temporal_max_gap).keras_outputs(
+        frames["image"], frames["start"]
+    )
+    # float32 TFLite vs TF kernels through a GRU over a few frames: 1e-4 (the export's own target).
+    np.testing.assert_allclose(lite["expr_probs"], keras_out["expr_probs"], atol=1e-4)
+    assert frames["start"].sum() >= 2  # more than one segment: the state was reset between them
+    # Builtin ops only (no Flex), and every input of the int8 model float32 (the state stays float).
+    with open(summary["files"]["student_stream_int8"], "rb") as f:
+        content = f.read()
+    ops, tensors = private_tf.ops_details(content)
+    assert not [op["op_name"] for op in ops if "Flex" in op["op_name"] or op["op_name"] == "CUSTOM"]
+    assert meta["input"]["dtype"] == "float32"
