@@ -26,9 +26,11 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 # least min_size (24 px) / 640 = 4% of the longer side, and is YuNet's usual working size.
 DETECT_SIZE = 640
 # detect_near (following a face between full detections, edge.tracking): the region searched is
-# _NEAR_REGION box sides wide around the last box, shrunk so the face is about TRACK_FACE_PX pixels
-# (twice the cascade's 24 px window), and only faces of _NEAR_SCALES times the last size are looked for.
-TRACK_FACE_PX = 48
+# _NEAR_REGION box sides wide around the last box, shrunk so the face is about TRACK_FACE_PX pixels,
+# and only faces of _NEAR_SCALES times the last size are looked for. Measured on rendered faces
+# moving over 640x480 frames: at 48 px 5% of the faces were missed, at 64 px 3% (box IoU with a
+# full detection: median 0.94), at 80 px as at 64 px but slower.
+TRACK_FACE_PX = 64
 _NEAR_REGION = 2.0
 _NEAR_SCALES = (0.75, 1.33)
 _HAAR_DIRS = (
