@@ -3,10 +3,13 @@
 Usage: python benchmarks/edge_latency.py EXPORT_DIR [--reference M.tflite] [--runs 200] [--threads 1,4]
 Uses the interpreter the edge runtime picks (``ai_edge_litert``, else ``tflite_runtime``): run it in a
 venv with only tflite-runtime to time the fallback (edge/README.md, "Which runtime").
-Times ``invoke()`` of every ``*.tflite`` in EXPORT_DIR (and the reference) on a random input of
-the model's own input shape and dtype: median over ``--runs`` invokes after ``--warmup``, at each
-thread count. Prints a table and the ratio student_int8 / reference, and for a run with a
-Dirichlet student its latency over student_int8 and over ensemble_int8 / members. The reference a user would
+Times ``invoke()`` of every ``*.tflite`` in EXPORT_DIR (and the reference) on random inputs of
+the model's own input shapes and dtypes (a stream model's state too): median over ``--runs``
+invokes after ``--warmup``, at each thread count. Prints a table and the ratio student_int8 /
+reference; for a run with a Dirichlet student its latency over student_int8 and over
+ensemble_int8 / members; with ``--per_frame DIR`` (a per-frame run's export) also
+student_stream_int8 (one frame of a stream: backbone, GRU step, heads) / that per-frame
+student_int8. The reference a user would
 pick today is the ``fer`` package's ``fer/data/emotion_model_quantized.tflite`` (64x64 gray, 7
 classes, no uncertainty); pass its path (this project does not depend on ``fer``).
 """
@@ -42,8 +45,9 @@ def time_model(path: str, threads: int, runs: int, warmup: int, seed: int = 0) -
     """Median seconds of one ``invoke()`` (input already set) after ``warmup`` invokes."""
     interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], _random_input(detail, np.random.default_rng(seed)))
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
     for _ in range(warmup):
         interpreter.invoke()
     times = []
@@ -55,9 +59,10 @@ def time_model(path: str, threads: int, runs: int, warmup: int, seed: int = 0) -
 
 
 def describe(path: str) -> str:
-    detail = Interpreter(model_path=path).get_input_details()[0]
-    shape = "x".join(str(int(d)) for d in detail["shape"][1:])
-    return f"{shape} {np.dtype(detail['dtype']).name}"
+    details = Interpreter(model_path=path).get_input_details()
+    image = max(details, key=lambda d: len(d["shape"]))  # the image, not a state vector
+    shape = "x".join(str(int(d)) for d in image["shape"][1:])
+    return f"{shape} {np.dtype(image['dtype']).name}" + (" +state" if len(details) > 1 else "")
 
 
 def measure(paths: list[str], threads: list[int], runs: int, warmup: int) -> list[dict]:
@@ -91,11 +96,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", default="1,4", help="comma-separated thread counts")
+    parser.add_argument("--per_frame", default=None, help="a per-frame run's export folder (stream ratio)")
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     paths = sorted(glob.glob(os.path.join(args.export_dir, "*.tflite")))
     if not paths:
         parser.error(f"no .tflite files in {args.export_dir}")
+    if args.per_frame:
+        paths.append(os.path.join(args.per_frame, "student_int8.tflite"))
     if args.reference:
         if not os.path.isfile(args.reference):
             parser.error(f"--reference {args.reference} does not exist")
@@ -106,6 +114,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"median of {args.runs} invokes after {args.warmup} warm-up, {os.cpu_count()} CPUs visible")
     print_table(rows, threads)
     by_name = {r["model"]: r for r in rows}
+    if args.per_frame and "student_stream_int8.tflite" in by_name:
+        stream, frame = by_name["student_stream_int8.tflite"], rows[len(paths) - 1 - bool(args.reference)]
+        ratios = ", ".join(f"{n} thread(s) {stream[f'ms_{n}t'] / frame[f'ms_{n}t']:.2f}" for n in threads)
+        print(f"student_stream_int8 / per-frame student_int8 latency: {ratios}")
     if args.reference and "student_int8.tflite" in by_name:
         student, ref = by_name["student_int8.tflite"], rows[-1]
         ratios = ", ".join(f"{n} thread(s) {student[f'ms_{n}t'] / ref[f'ms_{n}t']:.2f}" for n in threads)

@@ -36,6 +36,12 @@ _ENSEMBLE_EXTRA_SHAPES = {
 # over its mean prediction, the decomposition in closed form from its concentrations - and its own
 # OOD score: the negative log density of its features (higher: less like the training faces).
 _DIRICHLET_EXTRA_SHAPES = {"ood_score": (1,)}
+# A stream model (a temporal EMENet exported one frame per call; metadata key "state") also takes
+# the state its previous call returned, one float32 tensor (1, size) per task head, and returns the
+# next one under these names; a stream starts from zeros. An ensemble's state holds its members'
+# states side by side (size = members x GRU units).
+STATE_INPUTS = ("h_au", "h_expr", "h_va")
+STATE_OUTPUTS = ("next_h_au", "next_h_expr", "next_h_va")
 SINGLE_OUTPUTS = tuple(_SINGLE_SHAPES)
 ENSEMBLE_EXTRA_OUTPUTS = tuple(_ENSEMBLE_EXTRA_SHAPES)
 ENSEMBLE_OUTPUTS = SINGLE_OUTPUTS + ENSEMBLE_EXTRA_OUTPUTS
@@ -54,3 +60,8 @@ def output_shapes(kind: str, num_expr: int, num_au: int, num_va_bins: int) -> di
     if kind == "dirichlet":
         table.update(_DIRICHLET_EXTRA_SHAPES)
     return {name: (1,) + tuple(sizes.get(d, d) for d in dims) for name, dims in table.items()}
+
+
+def state_shapes(size: int) -> dict:
+    """A stream model's state tensors: name -> shape, inputs and outputs alike (1, size)."""
+    return {name: (1, int(size)) for name in STATE_INPUTS + STATE_OUTPUTS}

@@ -25,6 +25,14 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 # Longest side of the copy faces are detected on (0: detect at full size). 640 px finds faces of at
 # least min_size (24 px) / 640 = 4% of the longer side, and is YuNet's usual working size.
 DETECT_SIZE = 640
+# detect_near (following a face between full detections, edge.tracking): the region searched is
+# _NEAR_REGION box sides wide around the last box, shrunk so the face is about TRACK_FACE_PX pixels,
+# and only faces of _NEAR_SCALES times the last size are looked for. Measured on rendered faces
+# moving over 640x480 frames: at 48 px 5% of the faces were missed, at 64 px 3% (box IoU with a
+# full detection: median 0.94), at 80 px as at 64 px but slower.
+TRACK_FACE_PX = 64
+_NEAR_REGION = 2.0
+_NEAR_SCALES = (0.75, 1.33)
 _HAAR_DIRS = (
     "/usr/share/opencv4/haarcascades",
     "/usr/share/opencv/haarcascades",
@@ -122,16 +130,23 @@ class FaceDetector:
             raise EdgeError(f"{path}: cannot load the Haar cascade")
         self.backend = "haar"
 
-    def _raw_boxes(self, image_rgb: np.ndarray) -> list:
+    def _raw_boxes(self, image_rgb: np.ndarray, sizes: tuple | None = None) -> list:
+        """Detections (x, y, w, h) in ``image_rgb``'s pixels; ``sizes``: (smallest, largest) face side."""
+        low, high = (self.min_size, None) if sizes is None else (max(self.min_size, sizes[0]), sizes[1])
         if self.backend == "yunet":
             height, width = image_rgb.shape[:2]
             self._yunet.setInputSize((width, height))
             _, faces = self._yunet.detect(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
             faces = [] if faces is None else faces
-            return [tuple(f[:4]) for f in faces if min(f[2], f[3]) >= self.min_size]
+            return [
+                tuple(f[:4])
+                for f in faces
+                if low <= min(f[2], f[3]) and (high is None or max(f[2], f[3]) <= high)
+            ]
         gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
+        limits = {} if high is None else {"maxSize": (int(high), int(high))}
         found = self._haar.detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size)
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(int(low), int(low)), **limits
         )
         return [tuple(b) for b in found]
 
@@ -145,6 +160,46 @@ class FaceDetector:
         size = (max(1, int(round(width / factor))), max(1, int(round(height / factor))))
         return cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA), factor
 
+    def detect_near(self, image_rgb: np.ndarray, box) -> tuple | None:
+        """The face at about ``box`` (a square from ``detect``) in this frame, or None if it is not there.
+
+        Detects only in a region _NEAR_REGION box sides wide around ``box``, shrunk so the face is
+        about TRACK_FACE_PX pixels, at face sizes within _NEAR_SCALES of the last one; returns the
+        square box (full-image pixels, with the margin) that overlaps ``box`` most.
+        """
+        height, width = image_rgb.shape[:2]
+        x, y, side = (float(v) for v in box[:3])
+        half = side * _NEAR_REGION / 2.0
+        x0, y0 = max(0, int(x + side / 2 - half)), max(0, int(y + side / 2 - half))
+        x1, y1 = min(width, int(x + side / 2 + half)), min(height, int(y + side / 2 + half))
+        if x1 - x0 < self.min_size or y1 - y0 < self.min_size:
+            return None
+        face = side / (1.0 + 2.0 * self.margin)  # the detector's own box inside the square
+        factor = max(1.0, face / TRACK_FACE_PX)
+        region = image_rgb[y0:y1, x0:x1]
+        if factor > 1.0:
+            size = (max(1, round((x1 - x0) / factor)), max(1, round((y1 - y0) / factor)))
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        expected = face / factor
+        raw = self._guarded(region, (expected * _NEAR_SCALES[0], expected * _NEAR_SCALES[1]))
+        boxes = [
+            square_box(
+                (x0 + bx * factor, y0 + by * factor, bw * factor, bh * factor), width, height, self.margin
+            )
+            for bx, by, bw, bh in raw
+        ]
+        best = max(boxes, key=lambda b: box_iou(b, box), default=None)
+        return best if best is not None and box_iou(best, box) > 0 else None
+
+    def _guarded(self, image_rgb: np.ndarray, sizes=None) -> list:
+        """``_raw_boxes``; if OpenCV fails (out of memory) the detector is rebuilt and EdgeError raised."""
+        try:
+            return self._raw_boxes(image_rgb, sizes)
+        except (cv2.error, MemoryError) as e:
+            self._init_backend()
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise EdgeError(f"face detection failed ({text}); the detector was reset") from None
+
     def detect(self, image_rgb: np.ndarray) -> list:
         """Square face boxes (x, y, s, s) in full-image pixels, with the margin, sorted left to right.
 
@@ -152,11 +207,6 @@ class FaceDetector:
         """
         height, width = image_rgb.shape[:2]
         small, factor = self._detection_copy(image_rgb)
-        try:
-            raw = self._raw_boxes(small)
-        except (cv2.error, MemoryError) as e:
-            self._init_backend()
-            text = " ".join(str(e).split()) or type(e).__name__
-            raise EdgeError(f"face detection failed ({text}); the detector was reset") from None
+        raw = self._guarded(small)
         boxes = [square_box([v * factor for v in b], width, height, self.margin) for b in raw]
         return sorted(boxes)

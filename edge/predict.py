@@ -2,14 +2,16 @@
 
     python -m edge.predict --model M.tflite INPUT... [--camera N] [--no_face_detection]
         [--threads N] [--smooth ALPHA] [--every N] [--face_model YUNET.onnx] [--max_frames N]
-        [--detect_size PX]
+        [--detect_size PX] [--detect_every K] [--summary]
 
-Prints one JSON line per face to stdout; notes, warnings, errors and a summary go to stderr.
+Prints one JSON line per face to stdout (and with --summary one line per video or stream after its
+frames); notes, warnings, errors and a summary go to stderr.
 Exit code: 0 if at least one image or frame gave a result, 1 if the model could not be loaded,
 2 if no input could be processed.
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -18,7 +20,7 @@ import warnings
 
 import cv2
 
-from edge.faces import DETECT_SIZE, FaceDetector, box_iou, scale_box
+from edge.faces import DETECT_SIZE, FaceDetector, scale_box
 from edge.images import (
     IMAGE_EXTENSIONS,
     decode_image,
@@ -28,11 +30,12 @@ from edge.images import (
     within_limit,
 )
 from edge.runtime import EdgeError, EmotionModel, FallbackRuntimeWarning, result_to_json, to_rgb_uint8
+from edge.summary import VideoSummary
+from edge.tracking import DETECT_EVERY, FaceTracker, Track
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
 # MemoryError: one input too large for this device must not end the run (the next may fit).
 _INPUT_ERRORS = (EdgeError, OSError, cv2.error, RuntimeError, MemoryError)
-_TRACK_IOU = 0.3
 _MAX_BAD_FRAMES = 8  # frames in a row that fail to decode before a video counts as ended there
 
 
@@ -106,33 +109,29 @@ def frame_count(capture):
     return int(count) if math.isfinite(count) and 0 < count < 2**31 else None
 
 
-class Smoother:
-    """Exponential smoothing of one video's outputs per face track (box overlap between frames)."""
+class FaceStates:
+    """What one video carries per face track (``edge.tracking`` ids): a stream model's state and,
+    with --smooth, the exponentially smoothed outputs. A track that ends takes its state with it."""
 
     def __init__(self, model: EmotionModel, alpha):
         self.model = model
         self.alpha = alpha
-        self.tracks = []  # [(box, smoothed raw outputs)] of the previous processed frame
+        self.state = {}  # track id -> the stream model's state after the face's last frame
+        self.smoothed = {}  # track id -> smoothed raw outputs
 
-    def _match(self, box, used: set):
-        scores = [(box_iou(box, t[0]), i) for i, t in enumerate(self.tracks) if i not in used]
-        best = max(scores, default=(0.0, None))
-        return best[1] if best[0] >= _TRACK_IOU else None
+    def outputs(self, face_id, face_rgb) -> dict:
+        """Raw outputs for this frame's crop of face ``face_id``: its state carried, then smoothed."""
+        raw, self.state[face_id] = self.model.step(face_rgb, self.state.get(face_id))
+        if self.alpha is not None:
+            if face_id in self.smoothed:
+                raw = self.model.smooth(self.smoothed[face_id], raw, self.alpha)
+            self.smoothed[face_id] = raw
+        return raw
 
-    def update(self, items: list) -> list:
-        """Smoothed [(box, raw)] for this frame's faces; one face follows one face, else box overlap."""
-        if self.alpha is None:
-            return items
-        single = len(items) == 1 and len(self.tracks) == 1
-        used, out = set(), []
-        for box, raw in items:
-            i = 0 if single else self._match(box, used)
-            if i is not None:
-                used.add(i)
-                raw = self.model.smooth(self.tracks[i][1], raw, self.alpha)
-            out.append((box, raw))
-        self.tracks = out
-        return out
+    def end(self, face_ids) -> None:
+        for face_id in face_ids:
+            self.state.pop(face_id, None)
+            self.smoothed.pop(face_id, None)
 
 
 class Runner:
@@ -144,9 +143,15 @@ class Runner:
         self.detect = not args.no_face_detection
         self.counts = Counts()
 
-    def _emit(self, items: list, source: str, frame) -> None:
-        for box, raw in items:
-            print(result_to_json(self.model.to_result(raw, box, source, frame)), flush=True)
+    def _emit(self, items: list, source: str, frame, summary=None) -> None:
+        """One JSON line per (box, raw) item; video items (box, raw, face id) also say their face."""
+        for box, raw, *face in items:
+            result = self.model.to_result(raw, box, source, frame)
+            if face:
+                result["face"] = face[0]
+            if summary is not None:
+                summary.add(result, *face)
+            print(result_to_json(result), flush=True)
 
     def _fail(self, where: str, error: Exception) -> None:
         self.counts.failed += 1
@@ -201,13 +206,23 @@ class Runner:
             self.run_stream(cv2.VideoCapture(path), path, expected=frames)
         return bool(playable)
 
+    def _tracker(self):
+        """Face tracks of one video: a stream model keeps a face's state over up to its max_gap
+        frames without that face; a per-frame model ends a track at the first frame without it."""
+        if not self.detect:
+            return None
+        max_missed = self.model.state["max_gap"] if self.model.state is not None else 0
+        return FaceTracker(self.model.face_detector, self.args.detect_every, max_missed)
+
     def run_stream(self, capture, source: str, expected=None) -> None:
-        """A video, camera or animated image: every N-th frame, optional smoothing, frames/s at the end.
+        """A video, camera or animated image: every N-th frame, faces tracked, per-face state, frames/s.
 
         ``expected``: frames the file announces (default: the container's frame count). Frames that
         fail to decode, or a stream that ends early, give one warning line and count as incomplete.
+        With --summary, one summary line follows the frames' lines.
         """
-        smoother = Smoother(self.model, self.args.smooth)
+        video = (self._tracker(), FaceStates(self.model, self.args.smooth))
+        summary = VideoSummary(source) if self.args.summary else None
         reader = FrameReader(capture, expected or frame_count(capture))
         done, stopped = 0, False
         start = time.perf_counter()
@@ -217,7 +232,7 @@ class Runner:
                     stopped = True
                     break
                 if index % self.args.every == 0:
-                    self._run_frame(frame, source, index, smoother)
+                    self._run_frame(frame, source, index, video, summary)
                     done += 1
         except KeyboardInterrupt:
             stopped = True
@@ -234,21 +249,27 @@ class Runner:
         for line in losses:
             _say("warning", f"{source}: {line}")
         self.counts.incomplete += bool(losses)
+        if summary is not None:
+            print(json.dumps(summary.to_json_dict()), flush=True)
 
-    def _run_frame(self, frame, source: str, index: int, smoother: Smoother) -> None:
+    def _run_frame(self, frame, source: str, index: int, video: tuple, summary) -> None:
+        tracker, states = video
         try:
             rgb, _ = to_rgb_uint8(frame)
-            items = self.model.predict_raw(rgb, self.detect)
+            height, width = rgb.shape[:2]
+            tracks = tracker.update(rgb) if tracker else [Track(0, (0, 0, width, height))]
+            items = [(t.box, states.outputs(t.id, _crop(rgb, t.box)), t.id) for t in tracks]
         except _INPUT_ERRORS as e:
             self._fail(f"{source} frame {index}", e)
             return
+        finally:
+            states.end(tracker.ended if tracker else ())
         if not items:
             self.counts.no_face += 1
-            smoother.tracks = []
             _say("warning", f"{source} frame {index}: no face found")
             return
         self.counts.processed += 1
-        self._emit(smoother.update(items), source, index)
+        self._emit(items, source, index, summary)
 
     def run_video(self, path: str) -> None:
         capture = cv2.VideoCapture(path)
@@ -312,6 +333,11 @@ class Runner:
             _say("error", f"{path}: neither an image nor a video OpenCV can read")
 
 
+def _crop(image, box):
+    x, y, w, h = box
+    return image[y : y + h, x : x + w]
+
+
 def _decodes(data, path) -> bool:
     try:
         decode_image(data, path)
@@ -353,7 +379,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--camera", type=int, default=None, metavar="N", help="also read camera number N")
     p.add_argument("--no_face_detection", action="store_true", help="use the whole image as the face")
     p.add_argument("--face_model", default=None, help="YuNet ONNX face detector (default: Haar cascade)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads")
+    p.add_argument("--threads", type=_positive_int, default=None, help="interpreter and OpenCV threads")
     p.add_argument(
         "--smooth", type=_alpha, default=None, metavar="ALPHA", help="video smoothing weight (0, 1]"
     )
@@ -369,6 +395,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=DETECT_SIZE,
         metavar="PX",
         help=f"detect faces on a copy at most PX pixels a side (default {DETECT_SIZE}; 0: full size)",
+    )
+    p.add_argument(
+        "--detect_every",
+        type=_positive_int,
+        default=DETECT_EVERY,
+        metavar="K",
+        help=f"video: detect faces in the whole frame every K processed frames and follow them in between "
+        f"(default {DETECT_EVERY}; 1: detect in every frame)",
+    )
+    p.add_argument(
+        "--summary", action="store_true", help="video: after its frames, one JSON line summarising it"
     )
     args = p.parse_args(argv)
     if not args.inputs and args.camera is None:
@@ -398,6 +435,8 @@ def load_model(path: str, threads) -> EmotionModel:
 def main(argv=None) -> int:
     args = parse_args(argv)
     _quiet_opencv()
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
     try:
         model = load_model(args.model, args.threads)
     except EdgeError as e:

@@ -21,7 +21,10 @@ from edge.contract import (  # noqa: F401  (the output-name tuples are re-export
     KINDS,
     SIGNATURE,
     SINGLE_OUTPUTS,
+    STATE_INPUTS,
+    STATE_OUTPUTS,
     output_shapes,
+    state_shapes,
 )
 from edge.errors import EdgeError
 from edge.images import load_image, to_rgb_uint8  # noqa: F401  (re-exported: edge.runtime.load_image)
@@ -188,6 +191,21 @@ def _check_thresholds(meta, path):
         raise _meta_error(path, "thresholds.ood", thresholds.get("ood"), "must be a finite number or null")
 
 
+def _check_state(meta, path):
+    """A stream model's ``state`` block: the contract's tensor names, a positive size, max_gap >= 0."""
+    state = meta.get("state")
+    if state is None:
+        return
+    if not isinstance(state, dict):
+        raise _meta_error(path, "state", state, "must be an object or absent")
+    for key, names in (("inputs", STATE_INPUTS), ("outputs", STATE_OUTPUTS)):
+        if state.get(key) != list(names):
+            raise _meta_error(path, f"state.{key}", state.get(key), f"must be {list(names)}")
+    for key, low in (("size", 1), ("max_gap", 0)):
+        if not _is_int(state.get(key)) or state[key] < low:
+            raise _meta_error(path, f"state.{key}", state.get(key), f"must be an integer >= {low}")
+
+
 def validate_metadata(meta, path) -> dict:
     """Check a metadata dict's types and ranges (schema: ARCHITECTURE.md); EdgeError naming the key."""
     if not isinstance(meta, dict):
@@ -206,6 +224,7 @@ def validate_metadata(meta, path) -> dict:
     _check_names(meta, path, "au_names")
     _check_bin_centres(meta, path)
     _check_thresholds(meta, path)
+    _check_state(meta, path)
     return meta
 
 
@@ -257,7 +276,14 @@ def _load_runner(path: str, num_threads):
 
 def _expected_output_shapes(meta) -> dict:
     counts = (len(meta["expr_names"]), len(meta["au_names"]), len(meta["va_bin_centres"]))
-    return output_shapes(meta["kind"], *counts)
+    shapes = output_shapes(meta["kind"], *counts)
+    if meta.get("state") is not None:
+        shapes.update(state_shapes(meta["state"]["size"]))
+    return shapes
+
+
+def _state_names(meta, key: str) -> list:
+    return list(meta["state"][key]) if meta.get("state") is not None else []
 
 
 def _check_quantization_matches(spec, detail, meta_file):
@@ -275,10 +301,11 @@ def _check_quantization_matches(spec, detail, meta_file):
 
 
 def _check_model_matches(meta, input_details, output_details, meta_file):
-    """The metadata must describe this model: input name/size/dtype, output names and shapes."""
-    if list(input_details) != [INPUT_NAME]:
+    """The metadata must describe this model: input name/size/dtype, state, output names and shapes."""
+    if sorted(input_details) != sorted([INPUT_NAME, *_state_names(meta, "inputs")]):
+        key = "state" if meta.get("state") is not None or len(input_details) > 1 else "input.name"
         raise _meta_error(
-            meta_file, "input.name", INPUT_NAME, f"does not match model inputs {list(input_details)}"
+            meta_file, key, meta.get("state"), f"does not match model inputs {list(input_details)}"
         )
     detail = input_details[INPUT_NAME]
     size = meta["input"]["size"]
@@ -294,16 +321,16 @@ def _check_model_matches(meta, input_details, output_details, meta_file):
             f"does not match model input {np.dtype(detail['dtype'])}",
         )
     _check_quantization_matches(meta["input"], detail, meta_file)
-    if sorted(output_details) != sorted(meta["outputs"]):
+    if sorted(output_details) != sorted(meta["outputs"] + _state_names(meta, "outputs")):
         raise _meta_error(
             meta_file, "outputs", meta["outputs"], f"do not match model outputs {sorted(output_details)}"
         )
     for name, shape in _expected_output_shapes(meta).items():
-        if name in output_details and tuple(int(d) for d in output_details[name]["shape"]) != shape:
-            got = list(output_details[name]["shape"])
-            raise _meta_error(
-                meta_file, "outputs", name, f"has model shape {got}, metadata implies {list(shape)}"
-            )
+        details = input_details if name in _state_names(meta, "inputs") else output_details
+        if name in details and tuple(int(d) for d in details[name]["shape"]) != shape:
+            got = list(details[name]["shape"])
+            key = "state.size" if meta.get("state") is not None and name in state_shapes(1) else "outputs"
+            raise _meta_error(meta_file, key, name, f"has model shape {got}, metadata implies {list(shape)}")
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
@@ -354,6 +381,7 @@ class EmotionModel:
         self._outputs = self._runner.get_output_details()
         _check_model_matches(self.metadata, self._input, self._outputs, meta_file)
         self._input = self._input[INPUT_NAME]
+        self.state = self.metadata.get("state")  # None: a per-frame model; else a stream model
         self.kind = self.metadata["kind"]
         self.size = self.metadata["input"]["size"]
         self.expr_names = list(self.metadata["expr_names"])
@@ -386,8 +414,37 @@ class EmotionModel:
         return input_tensor(x[None], self._input)
 
     def run(self, face_rgb: np.ndarray) -> dict:
-        """Raw outputs for one face: name -> float64 array without the batch axis, dequantised."""
-        outputs = self._runner(**{INPUT_NAME: self.preprocess(face_rgb)})
+        """Raw outputs for one face: name -> float64 array without the batch axis, dequantised.
+
+        A stream model runs from its initial state: a single image is a stream of one frame.
+        """
+        return (
+            self.step(face_rgb, None)[0] if self.state is not None else self._raw(self._invoke(face_rgb, {}))
+        )
+
+    def initial_state(self) -> dict:
+        """The state a stream starts from (zeros), by input name; {} for a per-frame model."""
+        if self.state is None:
+            return {}
+        return {name: np.zeros((1, self.state["size"]), np.float32) for name in self.state["inputs"]}
+
+    def step(self, face_rgb: np.ndarray, state: dict | None) -> tuple:
+        """(raw outputs, next state) of one frame of a stream; ``state`` None: the stream's first frame.
+
+        A per-frame model has no state: (its raw outputs, {}). The state is the model's own float32
+        tensors, to be passed back unchanged with the next frame of the same face.
+        """
+        outputs = self._invoke(face_rgb, self.initial_state() if state is None else state)
+        if self.state is None:
+            return self._raw(outputs), {}
+        following = dict(zip(self.state["inputs"], self.state["outputs"], strict=True))
+        state = {name: outputs.pop(out) for name, out in following.items()}
+        return self._raw(outputs), state
+
+    def _invoke(self, face_rgb: np.ndarray, state: dict) -> dict:
+        return self._runner(**{INPUT_NAME: self.preprocess(face_rgb)}, **state)
+
+    def _raw(self, outputs: dict) -> dict:
         raw = {}
         for name, value in outputs.items():
             detail = self._outputs[name]

@@ -146,15 +146,17 @@ class TemperatureScaler:
         }
 
 
-def mc_predict(model, dataset, passes: int = 10) -> dict:
+def mc_predict(model, dataset, passes: int = 10, predict=predict_dataset) -> dict:
     """MC Dropout predictions of ``model`` (built with ``mc_dropout=True``): the mean over ``passes``.
 
     Returns ``inference.predict_dataset``'s dict with ``members_<task>`` holding the passes
     (passes, N, ...). Raises RuntimeError when every pass is identical: dropout is not active.
+    predict: the function that reads ``dataset`` (``temporal_inference.predict_frames`` for a
+    temporal model's segments).
     """
     if passes < 2:
         raise ValueError(f"MC Dropout needs at least 2 passes, got {passes}")
-    pred = predict_dataset(model, dataset, passes=passes, keep_members=True)
+    pred = predict(model, dataset, passes=passes, keep_members=True)
     spread = max(
         float(np.abs(pred[f"members_{t}"] - pred[f"members_{t}"][:1]).max()) for t in ("au", "expr", "va")
     )

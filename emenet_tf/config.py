@@ -71,7 +71,8 @@ class TrainConfig:
         True,
         "After the last generation, distil its ensemble into one Dirichlet student (EnD^2: Dirichlet "
         "over EXPR and the VA bins, Beta per AU, trained on every member's probabilities), with a "
-        "feature-density OOD score; exported as student_dirichlet_int8.tflite.",
+        "feature-density OOD score; exported as student_dirichlet_int8.tflite. Per-frame runs only: "
+        "off by default with --temporal.",
     )
     dirichlet_target: str = _field(
         "members",
@@ -85,6 +86,19 @@ class TrainConfig:
     mixed_precision: bool = _field(False, "mixed_float16 compute (for GPUs).")
     steps_per_epoch: int | None = _field(None, "Cap on steps per epoch (quick runs).")
     verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+    temporal: int = _field(
+        0,
+        "Clip length T: train temporal EMENets (the backbone per frame, a GRU of 128 units in each "
+        "task head) on clips of T frames and evaluate them over whole videos; 0: per-frame EMENets.",
+    )
+    temporal_stride: int | None = _field(
+        None, "Temporal: frames between the starts of consecutive training clips (default: T, no overlap)."
+    )
+    temporal_max_gap: int = _field(
+        5,
+        "Temporal: missing frames a video segment bridges as masked steps (state carried); a longer gap "
+        "starts a new segment (state reset). The edge keeps a face's state as long.",
+    )
     synthetic_seed: int = _field(0, "Seed of the generated synthetic benchmark.")
     synthetic_train_videos: int | None = _field(
         None, "Synthetic benchmark: training videos (default: the generator's)."
@@ -108,7 +122,10 @@ class TrainConfig:
     def _checks(self):
         positive = ("ensemble_size", "generations", "epochs", "batch_size", "lr_decay_epochs")
         yield from ((getattr(self, n) >= 1, f"--{n} must be >= 1, got {getattr(self, n)}") for n in positive)
+        yield self.temporal >= 0, f"--temporal must be >= 0 (0: per-frame), got {self.temporal}"
+        yield self.temporal_max_gap >= 0, f"--temporal_max_gap must be >= 0, got {self.temporal_max_gap}"
         optional_positive = (
+            "temporal_stride",
             "steps_per_epoch",
             "image_size",
             "synthetic_train_videos",
@@ -145,6 +162,11 @@ class TrainConfig:
             self.dirichlet_target in DIRICHLET_TARGETS,
             f"--dirichlet_target must be one of {DIRICHLET_TARGETS}, got {self.dirichlet_target!r}",
         )
+        yield (
+            not (self.dirichlet_student and self.temporal),
+            "--dirichlet_student is for per-frame runs (--temporal 0): its precision heads and density "
+            "have no temporal form yet",
+        )
         yield self.preset in PRESETS, f"--preset must be one of {tuple(PRESETS)}, got {self.preset!r}"
         yield (
             0.0 <= self.class_weight_power <= 1.0,
@@ -163,6 +185,14 @@ class TrainConfig:
         """
         index = self.ensemble_size if isinstance(member, str) else member
         return self.seed + index + 1000 * generation
+
+    def clip_stride(self) -> int:
+        """Frames between the starts of consecutive training clips (temporal runs)."""
+        return self.temporal_stride or self.temporal
+
+    def clips_per_batch(self) -> int:
+        """Clips per temporal training batch: --batch_size counts frames in both kinds of run."""
+        return max(1, self.batch_size // max(self.temporal, 1))
 
     def synthetic_args(self) -> dict:
         """Keyword arguments of ``synthetic.generate`` (sizes left unset take the generator's defaults)."""
@@ -223,7 +253,10 @@ def make_config(preset: str = "demo", **explicit) -> TrainConfig:
     """A config from a preset's values, overridden by ``explicit`` values (e.g. flags given)."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    return TrainConfig(**{**PRESETS[preset], **explicit, "preset": preset})
+    values = {**PRESETS[preset], **explicit, "preset": preset}
+    if values.get("temporal") and "dirichlet_student" not in explicit:
+        values["dirichlet_student"] = False  # per-frame only; asked for with --temporal: refused
+    return TrainConfig(**values)
 
 
 def differences(saved: dict, cfg: TrainConfig) -> dict:

@@ -24,19 +24,26 @@ from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import DataError
-from emenet_tf.inference import predict_dataset, to_logits
+from emenet_tf.inference import to_logits
 from emenet_tf.io import atomic_save_npz
 from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DIRICHLET, RunDir
+from emenet_tf.temporal_inference import frame_source, predict_frames
 from emenet_tf.training import make_strategy, remove_stale_temporaries, train_member
 
 
-def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int) -> dict:
+def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int, source=None) -> dict:
     """Mean member probabilities for every row of ``index`` (rows whose image is unreadable: uniform),
-    and every member's logits (``pipeline.MEMBER_LOGITS`` keys, (N, M, ...) float16; unreadable: 0)."""
-    ds = pipeline.make_dataset(index, image_size, batch_size, training=False)
-    pred = predict_dataset(models, ds, keep_members=True)
+    and every member's logits (``pipeline.MEMBER_LOGITS`` keys, (N, M, ...) float16; unreadable: 0).
+
+    source: what ``temporal_inference.predict_frames`` reads (default: the per-frame dataset of
+    ``index``; a temporal run passes its ``Segments``, so every frame is predicted in its video).
+    """
+    ds = (
+        source if source is not None else pipeline.make_dataset(index, image_size, batch_size, training=False)
+    )
+    pred = predict_frames(models, ds, keep_members=True)
     n = len(index)
     out = {}
     for task in TASKS:
@@ -73,7 +80,8 @@ def make_soft_labels(
         remove_stale_temporaries(folder)
         models = [run.load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
         size = input_size(cfg.model, cfg.image_size)
-        probs = ensemble_probabilities(models, train_index, size, cfg.batch_size)
+        source = frame_source(cfg, train_index, cfg.batch_size)
+        probs = ensemble_probabilities(models, train_index, size, cfg.batch_size, source)
         missing = int((~probs["predicted"]).sum())
         if missing:
             logging.warning("soft labels: %d frames had unreadable images and got uniform labels", missing)

@@ -40,16 +40,15 @@ from edge.images import IMAGE_EXTENSIONS
 from emenet_tf import locks, metrics, plots
 from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.config import TrainConfig
-from emenet_tf.data import affwild2, label_model, pipeline, synthetic
+from emenet_tf.data import affwild2, label_model, synthetic
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.density import GaussianDensity, predict_features
 from emenet_tf.distributions import dirichlet_log_concentrations
 from emenet_tf.errors import ConfigError, DataError, RunError
-from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS, va_bin_centres, va_to_bin
-from emenet_tf.models import input_size
 from emenet_tf.rundir import DIRICHLET, RunDir
+from emenet_tf.temporal_inference import frame_source, predict_frames
 from emenet_tf.uncertainty import (
     bernoulli_entropy,
     dirichlet_uncertainty,
@@ -218,13 +217,13 @@ def collect_predictions(
     Every model sees each split once; a member's probabilities serve its single row and the
     ensemble mean alike.
     """
-    size = input_size(cfg.model, cfg.image_size)
-    datasets = {s: pipeline.make_dataset(ix, size, batch_size, training=False) for s, ix in indices.items()}
+    # A temporal run reads whole video segments; the OOD images are unrelated, each a segment alone.
+    datasets = {s: frame_source(cfg, ix, batch_size, independent=s == "ood") for s, ix in indices.items()}
     methods: dict[str, dict] = {}
     for g in range(generations):
         models = [run.load_member(cfg, g, k) for k in range(cfg.ensemble_size)]
         for split, ds in datasets.items():
-            pair = _method_pair(predict_dataset(models, ds, keep_members=True), len(indices[split]))
+            pair = _method_pair(predict_frames(models, ds, keep_members=True), len(indices[split]))
             for kind, arrays in pair.items():
                 methods.setdefault(f"gen{g}_{kind}", {})[split] = arrays
         del models
@@ -234,7 +233,7 @@ def collect_predictions(
     if cfg.dropout > 0:
         model = run.load_member(cfg, 0, 0, mc_dropout=True)
         for split, ds in datasets.items():
-            pred = mc_predict(model, ds, mc_passes)
+            pred = mc_predict(model, ds, mc_passes, predict=predict_frames)
             members = {t: pred[f"members_{t}"] for t in TASKS}
             mean = {t: pred[t] for t in TASKS}
             arrays = _aligned(mean, epistemic_score(members), pred["frame_id"], len(indices[split]))

@@ -182,19 +182,32 @@ class RunDir:
                 f"{self.member_dir(generation, member)}: generation {generation} member {member} has not "
                 f"finished training (no {DONE}); run train.py on this folder to finish it"
             )
-        from emenet_tf.models import build_emenet
-
         path = self.best_weights_path(generation, member)
-        net = build_emenet(
-            cfg.model,
-            image_size=cfg.image_size,
-            dropout=cfg.dropout,
-            mc_dropout=mc_dropout,
-            dirichlet=member == DIRICHLET,
-        )
+        net = member_net(cfg, mc_dropout=mc_dropout, dirichlet=member == DIRICHLET)
         try:
             net.load_weights(path)
         except (OSError, ValueError, KeyError) as err:
             reason = " ".join(str(err).split())[:200] or type(err).__name__
             raise RunError(f"{path}: cannot read the member's weights ({reason})") from None
         return net
+
+
+def member_net(cfg: TrainConfig, seed: int | None = None, mc_dropout: bool = False, dirichlet: bool = False):
+    """A fresh network of the kind the run's members are: temporal EMENet if ``cfg.temporal``, else
+    EMENet (with precision heads for the Dirichlet student: ``dirichlet``)."""
+    if cfg.temporal:
+        from emenet_tf.models.temporal import build_temporal_emenet
+
+        return build_temporal_emenet(
+            cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout, seed=seed
+        )
+    from emenet_tf.models import build_emenet
+
+    return build_emenet(
+        cfg.model,
+        image_size=cfg.image_size,
+        dropout=cfg.dropout,
+        mc_dropout=mc_dropout,
+        seed=seed,
+        dirichlet=dirichlet,
+    )

@@ -22,18 +22,19 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
 from absl import logging
 
 from emenet_tf import distributions, locks, losses, metrics
 from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig
-from emenet_tf.data import pipeline
+from emenet_tf.data import clips, pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError, TrainingError, WriteError
-from emenet_tf.inference import predict_dataset
 from emenet_tf.io import atomic_save_weights, atomic_write_json, atomic_write_text, describe_os_error
 from emenet_tf.labels import va_bin_centres
-from emenet_tf.models import build_emenet, input_size, load_backbone_weights
+from emenet_tf.models import input_size, load_backbone_weights
+from emenet_tf.models import temporal as tm
 from emenet_tf.models.heads import PRECISION_LAYERS
 from emenet_tf.rundir import (
     BEST_WEIGHTS,
@@ -44,7 +45,9 @@ from emenet_tf.rundir import (
     TEMPORARY_PREFIX,
     TENSORBOARD,
     RunDir,
+    member_net,
 )
+from emenet_tf.temporal_inference import frame_source, predict_frames
 from emenet_tf.uncertainty import va_expectation
 
 
@@ -147,8 +150,12 @@ class MultitaskTrainer(keras.Model):
     def call(self, inputs, training=False):
         return self.net(inputs, training=training)
 
+    def _forward(self, batch, training):
+        """(labels, logits) the losses compare, one row per frame."""
+        return batch, self.net(batch["image"], training=training)
+
     def _total(self, batch, training):
-        logits = self.net(batch["image"], training=training)
+        batch, logits = self._forward(batch, training)
         parts = task_losses(self.setup, batch, logits)
         weights = {"au": self.setup.au_weight, "expr": self.setup.expr_weight, "va": self.setup.va_weight}
         total = tf.add_n([weights[k] * v for k, v in parts.items()])
@@ -178,6 +185,50 @@ class MultitaskTrainer(keras.Model):
         for name, value in parts.items():
             self.trackers[name].update_state(value)
         return {name: m.result() for name, m in self.trackers.items()}
+
+
+class TemporalTrainer(MultitaskTrainer):
+    """Trains a temporal EMENet on clip batches (``clips.make_clip_dataset``).
+
+    A batch is a clip batch or a dict of them (``training_data``: {"clips": clips of T frames,
+    "frames": single frames}). The backbone runs once, in one call, on the present frames of all
+    of them: padding and missing frames never enter the BatchNorm statistics, and the statistics
+    see every part. The GRU heads run over each part's clips (masked steps carry the state); the
+    per-frame losses of ``task_losses`` apply to all present frames at once.
+    """
+
+    def __init__(self, net: keras.Model, setup: LossSetup, **kwargs):
+        super().__init__(net, setup, **kwargs)
+        self.frames, self.heads = tm.frame_net(net), tm.heads_net(net)
+
+    def _forward(self, batch, training):
+        parts = [batch] if "image" in batch else [batch[k] for k in sorted(batch)]
+        where = [tf.cast(tf.where(tf.reshape(p["frame_mask"] > 0, [-1])), tf.int32) for p in parts]
+        images = [tf.gather_nd(_frames_of(p["image"]), w) for p, w in zip(parts, where, strict=True)]
+        embeddings = tf.split(
+            self.frames(tf.concat(images, 0), training=training), [tf.shape(i)[0] for i in images]
+        )
+        labels, logits = [], []
+        for part, rows, embedding in zip(parts, where, embeddings, strict=True):
+            mask = part["frame_mask"]
+            dense = tf.scatter_nd(rows, embedding, tf.stack([tf.size(mask), tf.shape(embedding)[1]]))
+            dense = tf.reshape(dense, tf.concat([tf.shape(mask), tf.shape(embedding)[1:]], 0))
+            out = self.heads([dense, mask], training=training)
+            labels.append({k: tf.gather_nd(_frames_of(v), rows) for k, v in part.items() if k not in _INPUTS})
+            logits.append({k: tf.gather_nd(_frames_of(v), rows) for k, v in out.items()})
+        return _concat(labels), _concat(logits)
+
+
+_INPUTS = ("image", "frame_mask")
+
+
+def _frames_of(value):
+    """(B, T, ...) -> (B * T, ...)."""
+    return tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))
+
+
+def _concat(dicts: list) -> dict:
+    return {k: tf.concat([d[k] for d in dicts], 0) for k in dicts[0]}
 
 
 def abaw_scores(pred: dict) -> dict:
@@ -227,14 +278,16 @@ class MemberState(tf.Module):
 class EpochEnd(keras.callbacks.Callback):
     """After each epoch: validation ABAW scores, logs, the best weights kept, one checkpoint saved."""
 
-    def __init__(self, member_dir: str, net, manager: tf.train.CheckpointManager, state: MemberState, val_ds):
+    def __init__(
+        self, member_dir: str, net, manager: tf.train.CheckpointManager, state: MemberState, val_source
+    ):
         super().__init__()
-        self.member_dir, self.net, self.manager, self.state, self.val_ds = (
+        self.member_dir, self.net, self.manager, self.state, self.val_source = (
             member_dir,
             net,
             manager,
             state,
-            val_ds,
+            val_source,
         )
         self.writer = tf.summary.create_file_writer(os.path.join(member_dir, TENSORBOARD))
 
@@ -246,7 +299,7 @@ class EpochEnd(keras.callbacks.Callback):
                 f"{self.member_dir}: the training loss became {loss} in epoch {epoch + 1} "
                 "(learning rate too high for this model?); the member is not marked finished"
             )
-        scores = abaw_scores(predict_dataset(self.net, self.val_ds)) if self.val_ds is not None else {}
+        scores = abaw_scores(predict_frames(self.net, self.val_source)) if self.val_source is not None else {}
         record = {"epoch": epoch + 1, "lr": float(_current_lr(self.model.optimizer))}
         record.update({f"train/{k}": float(v) for k, v in logs.items() if not k.startswith("val_")})
         record.update({f"validation/{k}": v for k, v in scores.items()})
@@ -397,35 +450,21 @@ def _fit_member(
     """Build, restore the latest checkpoint in ``out_dir`` if any, and fit to ``cfg.epochs``."""
     seed = cfg.member_seed(generation, member)
     keras.utils.set_random_seed(seed)
-    steps = cfg.steps_per_epoch or pipeline.steps_per_epoch(train_index, cfg.batch_size)
-    image_size = input_size(cfg.model, cfg.image_size)
     bad_images = pipeline.BadImageLog()  # every frame the pipeline drops, named, for done.json
-    train_ds = pipeline.make_dataset(
-        train_index,
-        image_size,
-        cfg.batch_size,
-        training=True,
-        soft_labels=soft_labels,
-        seed=seed,
-        augment=cfg.augment,
-        repeat=True,
-        bad_images=bad_images,
-    )
-    val_ds = None
+    train_ds, steps = training_data(cfg, train_index, soft_labels, seed, bad_images)
+    steps = cfg.steps_per_epoch or steps
+    val_source = None
     if val_index is not None and len(val_index):
-        val_ds = pipeline.make_dataset(
-            val_index, image_size, cfg.batch_size, training=False, bad_images=bad_images
-        )
+        val_source = frame_source(cfg, val_index, cfg.batch_size, bad_images=bad_images)
     with strategy.scope():
         dirichlet = member == DIRICHLET
-        net = build_emenet(
-            cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, seed=seed, dirichlet=dirichlet
-        )
+        net = member_net(cfg, seed=seed, dirichlet=dirichlet)
         if dirichlet:
             start_from_student(net, RunDir(cfg.workdir).load_member(cfg, generation - 1, 0))
         state = MemberState(net)
+        kind = TemporalTrainer if cfg.temporal else MultitaskTrainer
         setup = LossSetup.from_config(cfg, class_weights, soft=soft_labels is not None, dirichlet=dirichlet)
-        trainer = MultitaskTrainer(net, setup)
+        trainer = kind(net, setup)
         trainer.compile(optimizer=make_optimizer(cfg, steps))
         ckpt = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer, state=state)
         manager = tf.train.CheckpointManager(ckpt, os.path.join(out_dir, CHECKPOINTS), max_to_keep=1)
@@ -433,7 +472,7 @@ def _fit_member(
             ckpt.restore(manager.latest_checkpoint)
             logging.info("gen %d member %s: resuming after epoch %d", generation, member, int(state.epoch))
         elif cfg.backbone_weights:
-            loaded = load_backbone_weights(net, cfg.backbone_weights)
+            loaded = load_backbone_weights(tm.frame_net(net) if cfg.temporal else net, cfg.backbone_weights)
             logging.info("loaded %d backbone layers from %s", len(loaded), cfg.backbone_weights)
     initial_epoch = int(state.epoch.numpy())
     _truncate_history(os.path.join(out_dir, HISTORY), initial_epoch)
@@ -443,7 +482,7 @@ def _fit_member(
             epochs=cfg.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
-            callbacks=[EpochEnd(out_dir, net, manager, state, val_ds)],
+            callbacks=[EpochEnd(out_dir, net, manager, state, val_source)],
             verbose=cfg.verbose,
         )
     if int(state.best_epoch.numpy()) == 0:
@@ -466,6 +505,43 @@ def start_from_student(net: keras.Model, student: keras.Model) -> None:
             net.get_layer(layer.name).set_weights(layer.get_weights())
     for layer in net.layers:
         layer.trainable = layer.name in PRECISION_LAYERS
+
+
+def training_data(cfg: TrainConfig, index: FrameIndex, soft_labels: dict | None, seed: int, bad_images=None):
+    """(endless training dataset, steps per epoch): batches of ``--batch_size`` frames, and for a
+    temporal run also ``cfg.clips_per_batch()`` clips of ``cfg.temporal`` frames in each batch.
+    bad_images: the ``pipeline.BadImageLog`` every dropped image is named in.
+
+    Temporal batches are {"frames": single frames (clips of 1: a stream's first frame, zero
+    state), "clips": clips}: the single frames give the backbone and its BatchNorm statistics as
+    many independent images per step as a per-frame run (measured: clips alone, 8 per batch,
+    trained far worse than 64 frames: neighbouring frames are nearly the same image), the clips
+    teach the GRUs to carry evidence over time. An epoch passes every frame once alone and about
+    once (stride T) in a clip: twice the backbone work of a per-frame epoch, the same steps.
+    """
+    size = input_size(cfg.model, cfg.image_size)
+    steps = pipeline.steps_per_epoch(index, cfg.batch_size)
+    if not cfg.temporal:
+        ds = pipeline.make_dataset(
+            index, size, cfg.batch_size, True, soft_labels, seed=seed, augment=cfg.augment, repeat=True,
+            bad_images=bad_images,
+        )  # fmt: skip
+        return ds, steps
+    parts = {}
+    for i, (part, (length, stride, per_batch)) in enumerate(
+        {
+            "frames": (1, 1, cfg.batch_size),
+            "clips": (cfg.temporal, cfg.clip_stride(), cfg.clips_per_batch()),
+        }.items()
+    ):
+        table = clips.clip_table(index, length, stride, cfg.temporal_max_gap)
+        part_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])  # own order and jitter
+        parts[part] = clips.make_clip_dataset(
+            index, table, size, per_batch, True, soft_labels, seed=part_seed, augment=cfg.augment, repeat=True,
+            bad_images=bad_images,
+        )  # fmt: skip
+        logging.info("%s: %d clips of %d frame(s), %d per batch", part, len(table), length, per_batch)
+    return tf.data.Dataset.zip(parts), steps
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -32,7 +32,12 @@ def fixed_weight_member(seed: int, image_size: int = 32):
     Kernels ~ N(0, 2 / fan_in) (He: activations keep their scale through the ReLU6 stack), biases
     and BatchNorm shifts / means ~ N(0, 0.1), BatchNorm scales / variances ~ U(0.8, 1.2).
     """
-    net = build_emenet("tiny", image_size=image_size, seed=seed)
+    return set_fixed_weights(build_emenet("tiny", image_size=image_size, seed=seed), seed)
+
+
+def set_fixed_weights(net, seed: int):
+    """Set every weight of ``net`` from ``numpy.random.default_rng(seed)`` (see fixed_weight_member;
+    a GRU's recurrent kernel (units, 3 units) ~ N(0, 1 / units)); returns ``net``."""
     rng = np.random.default_rng(seed)
     for var in net.weights:
         shape, name = tuple(var.shape), var.name.split("/")[-1].split(":")[0]
@@ -40,11 +45,46 @@ def fixed_weight_member(seed: int, image_size: int = 32):
             value = rng.uniform(0.8, 1.2, shape)
         elif name in ("beta", "moving_mean", "bias"):
             value = rng.normal(0.0, 0.1, shape)
+        elif name == "recurrent_kernel":
+            value = rng.normal(0.0, np.sqrt(1.0 / shape[0]), shape)
         else:  # kernel (kh, kw, in, out) / (in, out), depthwise_kernel (kh, kw, in, 1)
             fan_in = int(np.prod(shape[:-1])) if name == "kernel" else int(np.prod(shape[:2]))
             value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
         var.assign(value.astype(np.float32))
     return net
+
+
+def make_stream_fixture(
+    out_dir, quantize: str = "float", image_size: int = 32, seed: int = 0, max_gap: int = 2
+):
+    """A stream model (``export.stream.StreamModule`` of a fixed-weight tiny temporal EMENet) written by
+    the exporter's path: ``<out_dir>/stream_<quantize>_<size>.tflite`` and its metadata; returns its path.
+
+    int8: calibrated on the representative images as one stream. Thresholds as ``make_fixture_model``'s.
+    """
+    from emenet_tf.export.stream import StreamModule
+    from emenet_tf.models.temporal import build_temporal_emenet
+
+    out_dir = str(out_dir)
+    net = set_fixed_weights(build_temporal_emenet("tiny", image_size=image_size, seed=seed), seed)
+    module = StreamModule([net], image_size, max_gap)
+    images = representative_images(image_size, seed)
+    starts = np.zeros(len(images), bool)
+    starts[0] = True
+    saved_dir = os.path.join(out_dir, "saved", f"stream_{image_size}_{seed}")
+    module.save(saved_dir)
+    content = convert(saved_dir)
+    no_labels = np.zeros(len(images))
+    thresholds = calibrate_thresholds(run_tflite(content, images, starts=starts), no_labels, no_labels)
+    if quantize == "int8":
+        content = convert(saved_dir, "float_post", module.representative({"image": images, "start": starts}))
+    path = os.path.join(out_dir, f"stream_{quantize}_{image_size}.tflite")
+    with open(path, "wb") as f:
+        f.write(content)
+    meta = metadata(module.kind, 1, input_spec(content, image_size), thresholds, module.state)
+    with open(path[: -len(".tflite")] + ".json", "w") as f:
+        json.dump(meta, f, indent=2)
+    return path
 
 
 def representative_images(image_size: int, seed: int, count: int = 24) -> np.ndarray:

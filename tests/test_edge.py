@@ -191,19 +191,6 @@ def test_smooth_recomputes_entropies(loaded):
     assert mix["expr_epistemic"][0] == pytest.approx(max(normalised_entropy(probs) - aleatoric[0], 0.0))
 
 
-def test_smoother_follows_tracks_by_overlap(loaded):
-    model = loaded["single_float"]
-    left, right = (0, 0, 10, 10), (50, 0, 10, 10)
-    ra, rb = model.run(golden_images()["g0_noise.png"]), model.run(golden_images()["g1_flat.png"])
-    smoother = cli.Smoother(model, 0.5)
-    smoother.update([(left, ra), (right, rb)])
-    out = dict(smoother.update([((51, 1, 10, 10), ra), ((1, 0, 10, 10), rb)]))  # order swapped
-    np.testing.assert_allclose(out[(51, 1, 10, 10)]["expr_probs"], (ra["expr_probs"] + rb["expr_probs"]) / 2)
-    np.testing.assert_allclose(out[(1, 0, 10, 10)]["expr_probs"], (ra["expr_probs"] + rb["expr_probs"]) / 2)
-    out = smoother.update([((200, 200, 10, 10), ra), ((300, 0, 10, 10), ra)])  # no overlap: new tracks
-    np.testing.assert_allclose(out[0][1]["expr_probs"], ra["expr_probs"])
-
-
 # ---------------------------------------------------------------- faces and images
 
 

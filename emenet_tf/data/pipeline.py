@@ -137,7 +137,7 @@ class _DropNamer:
             self.log.add(path, describe_bad_image(path))
 
 
-def _label_tensors(index: FrameIndex, soft_labels: dict | None) -> dict:
+def label_tensors(index: FrameIndex, soft_labels: dict | None) -> dict:
     """{batch key: (N, ...) tensor} of every label a batch gathers by frame_id."""
     arrays = {
         "au": index.au.astype(np.float32),
@@ -168,7 +168,7 @@ def _with_blocks(ids: tf.data.Dataset) -> tf.data.Dataset:
     return ids.batch(_BLOCK).enumerate().map(tag).unbatch()
 
 
-def _decode(example: dict, paths: tf.Tensor, data_dir: str, image_size: int) -> dict:
+def decode_frame(example: dict, paths: tf.Tensor, data_dir: str, image_size: int) -> dict:
     """Add the frame's image: read, decode, resize (raises on a bad file; ignore_errors drops it)."""
 
     def load():
@@ -251,13 +251,15 @@ def make_dataset(
     augment = training if augment is None else augment
     drop_remainder = training if drop_remainder is None else drop_remainder
     bad_images = bad_images if bad_images is not None else BadImageLog()
-    labels = _label_tensors(index, soft_labels)
+    labels = label_tensors(index, soft_labels)
     paths = tf.convert_to_tensor(index.paths.tolist(), tf.string)
     data_dir = index.data_dir.rstrip("/") or "/"
     ds = _frame_ids(len(index), training, shuffle_buffer, seed, repeat)
     # deterministic=True everywhere: the drop check relies on the stream keeping its order.
     ds = _with_blocks(ds).map(
-        lambda ex: _decode(ex, paths, data_dir, image_size), num_parallel_calls=AUTOTUNE, deterministic=True
+        lambda ex: decode_frame(ex, paths, data_dir, image_size),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
     )
     ds = ds.ignore_errors()
     if augment:

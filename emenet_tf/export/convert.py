@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from edge.contract import SIGNATURE
+from edge.contract import INPUT_NAME, SIGNATURE
 from emenet_tf._keras import tf
 from emenet_tf.errors import ConfigError, ExportError
 from emenet_tf.export import private_tf
@@ -50,6 +50,11 @@ def convert(
 ) -> bytes:
     """SavedModel -> TFLite flatbuffer: float32 (``quantize=None``) or int8 with a uint8 input.
 
+    representative: calibration images (N,S,S,3), or {input name: (N, ...)} for a stream model
+    (image and state). The quantizer gives every input of the model the input type, so a stream
+    model's inputs all stay float32 (its state must: uint8 steps of the state would add up over
+    the frames of a stream) and the image is quantised by the model's first op instead.
+
     quantize="float_post": int8 for the ops under ``member<k>/`` except the layers named by
     ``float_layers`` (default: the task heads), float32 for them and after the logits (deny-listed
     by op name, see ``float_nodes``). quantize="full": every op the int8 kernels support is int8.
@@ -65,7 +70,8 @@ def convert(
         raise ExportError("int8 conversion needs representative frames")
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = functools.partial(_representative, representative)
-    converter.inference_input_type = tf.uint8
+    input_type = tf.float32 if isinstance(representative, dict) else tf.uint8
+    converter.inference_input_type = input_type
     converter.inference_output_type = output_type
     if quantize == "full":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -76,7 +82,7 @@ def convert(
     ]
     calibrated = private_tf.calibrate_only(converter)
     return private_tf.quantize_calibrated(
-        calibrated, tf.uint8, output_type, float_nodes(calibrated, float_layers)
+        calibrated, input_type, output_type, float_nodes(calibrated, float_layers)
     )
 
 
@@ -94,9 +100,20 @@ def convert_qat(saved_dir: str) -> bytes:
     return converter.convert()
 
 
-def _representative(images: np.ndarray):
+def _representative(images):
     """Calibration inputs: a black and a white frame first (so the uint8 input maps 0..255 to
-    [0, 1] exactly: scale 1/255, zero point 0), then the training frames."""
+    [0, 1] exactly: scale 1/255, zero point 0), then the training frames.
+
+    images: (N,S,S,3), or {input name: (N, ...)} for a model with more inputs than the image (a
+    stream model: each frame with its state), given to the converter by name.
+    """
+    if isinstance(images, dict):
+        shape = (1,) + images[INPUT_NAME].shape[1:]
+        for fill in (np.zeros, np.ones):
+            yield {n: fill(shape, np.float32) if n == INPUT_NAME else v[:1] * 0 for n, v in images.items()}
+        for i in range(len(images[INPUT_NAME])):
+            yield {n: v[i : i + 1].astype(np.float32) for n, v in images.items()}
+        return
     shape = (1,) + images.shape[1:]
     yield [np.zeros(shape, np.float32)]
     yield [np.ones(shape, np.float32)]

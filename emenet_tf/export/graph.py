@@ -120,6 +120,8 @@ class ExportModule(tf.Module):
     ``dirichlet=True``), whose member also returns the density's features.
     """
 
+    state = None  # a per-frame model carries no state (see export.stream.StreamModule)
+
     def __init__(self, members: list, image_size: int, density=None):
         super().__init__()
         self.density = density
@@ -159,6 +161,16 @@ class ExportModule(tf.Module):
         """A SavedModel with the one signature of the contract (what the converter reads)."""
         tf.saved_model.save(self, saved_dir, signatures={SIGNATURE: self.serve})
 
+    def keras_outputs(self, images: np.ndarray, starts=None, batch_size: int = 64) -> dict:
+        """The reference outputs of the Keras members on ``images`` (N,S,S,3), batched: numpy arrays
+        (``starts``: streams only)."""
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            x = tf.constant(images[start : start + batch_size])
+            out = self.outputs([m(x, training=False) for m in self.members])
+            chunks.append({k: v.numpy() for k, v in out.items()})
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
 
 def _with_features(net, layers):
     """A Keras model with ``net``'s outputs plus its density features (``DENSITY_FEATURES``)."""
@@ -175,10 +187,4 @@ def keras_outputs(members: list, images: np.ndarray, batch_size: int = 64, densi
 
     density: the members are one Dirichlet student (see ``ExportModule``).
     """
-    module = ExportModule(members, images.shape[1], density)
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        x = tf.constant(images[start : start + batch_size])
-        out = module.outputs([m(x, training=False) for m in module.members])
-        chunks.append({k: v.numpy() for k, v in out.items()})
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return ExportModule(members, images.shape[1], density).keras_outputs(images, batch_size=batch_size)

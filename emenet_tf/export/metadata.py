@@ -46,9 +46,13 @@ def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.n
     return {"expr_entropy": threshold, "ood_epistemic": ood_epistemic, "ood": ood, "target": target}
 
 
-def metadata(kind: str, members: int, spec: dict, thresholds: dict) -> dict:
-    """The ``M.json`` beside a model, in the schema of docs/ARCHITECTURE.md."""
+def metadata(kind: str, members: int, spec: dict, thresholds: dict, state: dict | None = None) -> dict:
+    """The ``M.json`` beside a model, in the schema of docs/ARCHITECTURE.md.
+
+    state: a stream model's state block (``stream.StreamModule.state``), None for a per-frame model.
+    """
     centres = va_bin_centres(NUM_VA_BINS)
+    extra = {} if state is None else {"state": state}
     return {
         "format": FORMAT,
         "kind": kind,
@@ -59,4 +63,5 @@ def metadata(kind: str, members: int, spec: dict, thresholds: dict) -> dict:
         "au_names": list(AU_NAMES),
         "va_bin_centres": [float(c) for c in centres],
         "thresholds": thresholds,
+        **extra,
     }

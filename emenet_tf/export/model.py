@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from emenet_tf.export.convert import BACKBONE_LAYERS, FLOAT_LAYERS, convert
-from emenet_tf.export.graph import ExportModule, keras_outputs
+from emenet_tf.export.graph import ExportModule
 from emenet_tf.export.metadata import calibrate_thresholds, metadata
 from emenet_tf.export.parity import float_parity, int8_parity, on_uint8_grid, parity_failures
 from emenet_tf.export.tflite import check_signature, input_spec, run_tflite
@@ -35,6 +35,7 @@ def export_model(
     float_backbone_max: int = 0,
     density=None,
     ood_images: np.ndarray | None = None,
+    module=None,
 ) -> dict:
     """Convert one model (1 member) or ensemble (M) to ``<name>_float32`` and ``<name>_int8`` .tflite.
 
@@ -43,20 +44,21 @@ def export_model(
     meets every target (the figures record which layers stayed float). float_layers: see
     ``convert.convert``. density: the member is a Dirichlet student with this feature density
     (``ExportModule``); ood_images (N,S,S,3) in [0, 1]: then each model's ``ood_auroc`` (its
-    ood_score, validation frames against these) is in its figures.
+    ood_score, validation frames against these) is in its figures. module: the graph to export
+    (default ``ExportModule(members, ..., density)``; a ``stream.StreamModule`` runs over
+    ``frames["start"]``, the state carried between frames).
     Returns {"files": {name: path}, "parity": {name: figures}, "failures": [...]}.
     """
-    module = ExportModule(members, int(frames["image"].shape[1]), density)
-    images = on_uint8_grid(frames["image"])
+    module = module or ExportModule(members, int(frames["image"].shape[1]), density)
+    images, starts = on_uint8_grid(frames["image"]), frames.get("start")
     with tempfile.TemporaryDirectory() as saved_dir:
         module.save(saved_dir)
         float_bytes = convert(saved_dir)
-        reference = run_tflite(float_bytes, images)
-        keras_reference = keras_outputs(members, images, density=density)
-        figures = {"reference": "keras", **float_parity(reference, keras_reference)}
+        reference = run_tflite(float_bytes, images, starts=starts)
+        figures = {"reference": "keras", **float_parity(reference, module.keras_outputs(images, starts))}
         candidates = {f"{name}_float32": (float_bytes, reference, figures)}
         candidates[f"{name}_int8"] = _int8_within_targets(
-            saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
+            saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference, starts
         )
     if ood_images is not None and module.kind == "dirichlet":
         for content, outputs, figures in candidates.values():
@@ -72,14 +74,14 @@ def ood_auroc(content: bytes, outputs: dict, ood_images: np.ndarray) -> float:
 
 
 def _int8_within_targets(
-    saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference
+    saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference, starts=None
 ):
     """(content, outputs, figures) of the int8 conversion with the fewest leading backbone stages
     float that meets the targets against ``reference`` (the last one tried when none does)."""
     for k in range(0, float_backbone_max + 1 if quantize == "float_post" else 1):
         layers = tuple(float_layers) + BACKBONE_LAYERS[:k]
         content = convert(saved_dir, quantize, representative, layers)
-        outputs = run_tflite(content, images)
+        outputs = run_tflite(content, images, starts=starts)
         figures = {"quantize": quantize, "reference": "float32_tflite", **int8_parity(outputs, reference)}
         if quantize == "float_post":
             figures["float_layers"] = list(layers)
@@ -100,7 +102,8 @@ def write_checked(
     """
     result = {"files": {}, "parity": {}, "failures": []}
     for model_name, (content, outputs, figures) in candidates.items():
-        check_signature(content, module.kind, module.image_size)
+        state = module.state
+        check_signature(content, module.kind, module.image_size, state and state["size"])
         failures = parity_failures(figures)
         figures = {**figures, "size_bytes": len(content), "passed": not failures}
         result["parity"][model_name] = figures
@@ -110,7 +113,8 @@ def write_checked(
             if not allow_degraded:
                 continue
         thresholds = calibrate_thresholds(outputs, frames["expr"], frames["expr_mask"])
-        meta = metadata(module.kind, len(module.members), input_spec(content, module.image_size), thresholds)
+        spec = input_spec(content, module.image_size)
+        meta = metadata(module.kind, len(module.members), spec, thresholds, state)
         path = os.path.join(out_dir, f"{model_name}.tflite")
         write_file(path, content)
         write_file(os.path.splitext(path)[0] + ".json", meta)

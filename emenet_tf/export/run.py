@@ -5,6 +5,8 @@ Writes into ``<workdir>/export/`` (or ``out_dir``; see docs/ARCHITECTURE.md, "Ex
   student_dirichlet_float32.tflite  student_dirichlet_int8.tflite  (the Dirichlet student, when
   the run has one: ``cfg.dirichlet_student``)
   [student_qat_int8.tflite with qat_epochs > 0]   each with its metadata ``M.json`` beside it
+  (a temporal run instead: student_stream_float32 / _int8, ensemble_stream_float32 / _int8, the
+  streaming step of ``stream.StreamModule``, checked over validation video segments in order)
   parity.json             the parity figures of every model against its reference, and the targets
 The whole export is written into a temporary folder beside the output folder and swapped in at
 the end: a killed or failed export leaves the previous export as it was, never a mix of new and
@@ -24,17 +26,19 @@ from emenet_tf import locks
 from emenet_tf.data import affwild2, pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.density import GaussianDensity
-from emenet_tf.errors import ExportError, RunError
+from emenet_tf.errors import ConfigError, ExportError, RunError
 from emenet_tf.evaluation import default_ood_dir, ood_index
 from emenet_tf.export.convert import FLOAT_BACKBONE_MAX, FLOAT_LAYERS
 from emenet_tf.export.model import export_model, write_file
 from emenet_tf.export.parity import TARGETS
 from emenet_tf.export.qat import export_qat, qat_finetune
+from emenet_tf.export.stream import StreamModule, sequence_frames
 from emenet_tf.io import atomic_path
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DENSITY, DIRICHLET, TEMPORARY_PREFIX, RunDir
 
 VALIDATION_FRAMES = 1000  # validation frames used for parity and calibration (at most)
+STREAM_SUFFIX = "_stream"  # a temporal run's models: student_stream_int8.tflite, ...
 PARITY_FILE = "parity.json"
 
 
@@ -66,26 +70,35 @@ def export_run(
     cfg = run.load_config()
     generation = final_generation(run, cfg)
     members = [run.load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
+    if cfg.temporal and qat_epochs > 0:
+        raise ConfigError(
+            "--qat_epochs: quantization-aware training of temporal (GRU) models is not supported"
+        )
     splits = affwild2.load_splits(run.data_dir(cfg), skip_bad_labels=cfg.skip_bad_labels)
     image_size = input_size(cfg.model, cfg.image_size)
-    frames = load_frames(splits["validation"], image_size, validation_frames)
     common = dict(
-        frames=frames,
-        representative=load_frames(splits["train"], image_size, representative_frames)["image"],
         quantize=quantize,
         allow_degraded=allow_degraded,
         float_layers=tuple(float_layers),
         float_backbone_max=float_backbone_max,
     )
+    if cfg.temporal:
+        jobs = _stream_jobs(cfg, members, splits, image_size, validation_frames, representative_frames)
+    else:
+        frames = load_frames(splits["validation"], image_size, validation_frames)
+        representative = load_frames(splits["train"], image_size, representative_frames)["image"]
+        jobs = [(name, group, frames, representative, None) for name, group in _groups(members, "")]
     out_dir = os.path.abspath(out_dir or run.export_dir)
     with locks.hold(run.export_lock_path, f"{run.root} (export)"), atomic_path(out_dir) as tmp:
         _remove_stale_temporaries(out_dir)
         os.makedirs(tmp)
-        results = [export_model(members[:1], "student", tmp, **common)]
-        if len(members) > 1:
-            results.append(export_model(members, "ensemble", tmp, **common))
-        if cfg.dirichlet_student:
-            results.append(export_dirichlet(run, cfg, tmp, common))
+        results = [
+            export_model(group, name, tmp, frames, representative, module=module, **common)
+            for name, group, frames, representative, module in jobs
+        ]
+        if cfg.dirichlet_student:  # per-frame runs only (TrainConfig refuses it with --temporal)
+            _, _, frames, representative, _ = jobs[0]
+            results.append(export_dirichlet(run, cfg, tmp, frames, representative, common))
         if qat_epochs > 0:
             qat = qat_finetune(run, cfg, members[0], splits["train"], qat_epochs, steps=qat_steps)
             results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded))
@@ -99,7 +112,7 @@ def export_run(
     return summary
 
 
-def export_dirichlet(run: RunDir, cfg, out_dir: str, common: dict) -> dict:
+def export_dirichlet(run: RunDir, cfg, out_dir: str, frames: dict, representative, common: dict) -> dict:
     """``student_dirichlet_{float32,int8}``: the Dirichlet student with its density in the graph, and
     the AUROC of its ood_score on the run's OOD images (``<data_dir>/ood``) when there are any."""
     if not run.dirichlet_done(cfg) or not os.path.exists(run.density_path(cfg)):
@@ -109,8 +122,10 @@ def export_dirichlet(run: RunDir, cfg, out_dir: str, common: dict) -> dict:
         )
     net = run.load_member(cfg, run.dirichlet_generation(cfg), DIRICHLET)
     density = GaussianDensity.load(run.density_path(cfg))
-    ood = ood_frames(run.data_dir(cfg), common["frames"]["image"].shape[1])
-    return export_model([net], "student_dirichlet", out_dir, density=density, ood_images=ood, **common)
+    ood = ood_frames(run.data_dir(cfg), frames["image"].shape[1])
+    return export_model(
+        [net], "student_dirichlet", out_dir, frames, representative, density=density, ood_images=ood, **common
+    )
 
 
 def ood_frames(data_dir: str, image_size: int) -> np.ndarray | None:
@@ -121,6 +136,24 @@ def ood_frames(data_dir: str, image_size: int) -> np.ndarray | None:
     with tempfile.TemporaryDirectory(prefix="emenet-ood-") as work:
         index = ood_index(folder, work)
         return load_frames(index, image_size, len(index))["image"]
+
+
+def _groups(members: list, suffix: str) -> list[tuple[str, list]]:
+    """(file name stem, members) of the student (member 0) and, with more members, the ensemble."""
+    groups = [(f"student{suffix}", members[:1])]
+    return groups + ([(f"ensemble{suffix}", members)] if len(members) > 1 else [])
+
+
+def _stream_jobs(cfg, members, splits, image_size, validation_frames, representative_frames) -> list:
+    """Export jobs of a temporal run: ``student_stream`` and ``ensemble_stream`` (``stream.StreamModule``),
+    checked and calibrated on validation segments in frame order, quantised with training segments."""
+    frames = sequence_frames(splits["validation"], image_size, validation_frames, cfg.temporal_max_gap)
+    train = sequence_frames(splits["train"], image_size, representative_frames, cfg.temporal_max_gap)
+    jobs = []
+    for name, group in _groups(members, STREAM_SUFFIX):
+        module = StreamModule(group, image_size, cfg.temporal_max_gap)
+        jobs.append((name, group, frames, module.representative(train), module))
+    return jobs
 
 
 def final_generation(run: RunDir, cfg) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from edge.contract import INPUT_NAME, SIGNATURE, output_shapes
+from edge.contract import INPUT_NAME, SIGNATURE, STATE_INPUTS, STATE_OUTPUTS, output_shapes, state_shapes
 from edge.runtime import input_tensor
 from emenet_tf.errors import ExportError
 from emenet_tf.export import private_tf
@@ -16,15 +16,25 @@ def _runner(model_content: bytes, num_threads: int | None = None):
     return Interpreter(model_content=model_content, num_threads=num_threads).get_signature_runner(SIGNATURE)
 
 
-def run_tflite(model_content: bytes, images: np.ndarray, num_threads: int = 2) -> dict:
+def run_tflite(model_content: bytes, images: np.ndarray, num_threads: int = 2, starts=None) -> dict:
     """Invoke a model's signature once per image of ``images`` (N,S,S,3) in [0, 1]; stacked outputs.
 
     The images are fed as the edge runtime feeds them (``edge.runtime.input_tensor``: quantised
-    with the input tensor's scale and zero point in an int8 model).
+    with the input tensor's scale and zero point in an int8 model). A stream model (state inputs)
+    gets the state its previous call returned, zeros where ``starts`` (N,) bool is True (a
+    segment begins) and at the first image.
     """
     runner = _runner(model_content, num_threads)
-    detail = runner.get_input_details()[INPUT_NAME]
-    outs = [runner(**{INPUT_NAME: input_tensor(image[None], detail)}) for image in images]
+    details = runner.get_input_details()
+    detail = details[INPUT_NAME]
+    zeros = {n: np.zeros(details[n]["shape"], np.float32) for n in STATE_INPUTS if n in details}
+    state, outs = dict(zeros), []
+    for i, image in enumerate(images):
+        if starts is not None and starts[i]:
+            state = dict(zeros)
+        out = runner(**{INPUT_NAME: input_tensor(image[None], detail)}, **state)
+        state = {n: out[o] for n, o in zip(STATE_INPUTS, STATE_OUTPUTS, strict=True) if n in zeros}
+        outs.append(out)
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
@@ -44,17 +54,22 @@ def input_spec(model_content: bytes, image_size: int) -> dict:
     }
 
 
-def check_signature(model_content: bytes, kind: str, image_size: int) -> None:
-    """ExportError unless the model's signature has exactly the contract's input and outputs (names
-    and shapes, ``edge.contract.output_shapes``)."""
+def check_signature(model_content: bytes, kind: str, image_size: int, state_size: int | None = None) -> None:
+    """ExportError unless the model's signature has exactly the contract's inputs and outputs (names
+    and shapes, ``edge.contract.output_shapes``; a stream model's state tensors, ``state_shapes``)."""
     runner = _runner(model_content)
+    expected_in = {INPUT_NAME: (1, image_size, image_size, 3)}
     expected = output_shapes(kind, NUM_EXPR, NUM_AU, NUM_VA_BINS)
+    if state_size is not None:
+        states = state_shapes(state_size)
+        expected_in.update({n: states[n] for n in STATE_INPUTS})
+        expected.update({n: states[n] for n in STATE_OUTPUTS})
     inputs = {name: tuple(int(d) for d in v["shape"]) for name, v in runner.get_input_details().items()}
     outputs = {name: tuple(int(d) for d in v["shape"]) for name, v in runner.get_output_details().items()}
-    if inputs != {INPUT_NAME: (1, image_size, image_size, 3)} or outputs != expected:
+    if inputs != expected_in or outputs != expected:
         raise ExportError(
             f"the converted {kind} model breaks the contract: inputs {inputs}, outputs {outputs}; "
-            f"expected {INPUT_NAME} (1, {image_size}, {image_size}, 3) and {expected}"
+            f"expected {expected_in} and {expected}"
         )
 
 

@@ -96,6 +96,25 @@ def min_image_size(variant: str) -> int:
     return 2 * total_stride(get_variant(variant).blocks)
 
 
+def checked_spec(
+    variant: str, image_size: int | None, dropout: float, width_multiplier: float | None = None
+) -> tuple[VariantSpec, int, float]:
+    """(spec, input side, width) of a model to build; ConfigError naming the argument that is out of range."""
+    spec = get_variant(variant)
+    size = spec.image_size if image_size is None else int(image_size)
+    width = spec.width if width_multiplier is None else float(width_multiplier)
+    if size < min_image_size(variant):
+        raise ConfigError(
+            f"image_size {size} is too small for EMENet {variant!r}: "
+            f"it needs >= {min_image_size(variant)} (twice its total stride)"
+        )
+    if width <= 0:
+        raise ConfigError(f"width_multiplier must be > 0, got {width}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    return spec, size, width
+
+
 def build_emenet(
     variant: str = "small",
     image_size: int | None = None,
@@ -122,18 +141,7 @@ def build_emenet(
 
     The heads are per-frame (see ``emenet_tf.models.heads``).
     """
-    spec = get_variant(variant)
-    size = spec.image_size if image_size is None else int(image_size)
-    width = spec.width if width_multiplier is None else float(width_multiplier)
-    if size < min_image_size(variant):
-        raise ConfigError(
-            f"image_size {size} is too small for EMENet {variant!r}: "
-            f"it needs >= {min_image_size(variant)} (twice its total stride)"
-        )
-    if width <= 0:
-        raise ConfigError(f"width_multiplier must be > 0, got {width}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    spec, size, width = checked_spec(variant, image_size, dropout, width_multiplier)
     seeds = SeedSequence(seed)
     image = keras.Input(shape=(size, size, 3), dtype="float32", name=INPUT_NAME)
     feature = backbone(image, spec.blocks, width, spec.stem_filters, spec.last_filters, spec.embedding, seeds)

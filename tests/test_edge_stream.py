@@ -1,0 +1,287 @@
+"""The edge video path: face tracks between detections, stream models carrying GRU state per face, summaries."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import predict as cli
+from edge.faces import FaceDetector, box_iou, haar_cascade_path
+from edge.runtime import EdgeError, EmotionModel, result_to_json
+from edge.summary import VideoSummary
+from edge.tracking import FaceTracker
+from edge.uncertainty import normalised_entropy
+from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture
+
+HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
+
+
+@pytest.fixture(scope="module")
+def stream_models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stream_models")
+    return {q: make_stream_fixture(out, quantize=q) for q in ("float", "int8")}
+
+
+def run_cli(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+def write_video(path, frames, fps=10.0):
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for rgb in frames:
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return str(path)
+
+
+class ScriptedDetector:
+    """Full detections from a script, one list of boxes per full detection; ``detect_near`` returns
+    the box shifted by one pixel, or None for the boxes listed in ``lose``."""
+
+    def __init__(self, script, lose=()):
+        self.script, self.lose = list(script), set(lose)
+        self.full = self.near = 0
+
+    def detect(self, image):
+        self.full += 1
+        return self.script.pop(0) if self.script else []
+
+    def detect_near(self, image, box):
+        self.near += 1
+        return None if tuple(box) in self.lose else (box[0] + 1, box[1], box[2], box[3])
+
+
+# ---------------------------------------------------------------- tracking
+
+
+def test_faces_keep_their_ids_by_overlap_and_a_new_face_gets_a_new_id():
+    left, right = (0, 0, 10, 10), (50, 0, 10, 10)
+    detector = ScriptedDetector([[left, right], [(51, 1, 10, 10), (1, 0, 10, 10)], [(200, 200, 10, 10)]])
+    tracker = FaceTracker(detector, detect_every=1)
+    first = tracker.update(None)
+    assert [(t.id, t.box) for t in first] == [(0, left), (1, right)]
+    second = tracker.update(None)  # listed in the other order: each keeps its id by overlap
+    assert [(t.id, t.box) for t in second] == [(0, (1, 0, 10, 10)), (1, (51, 1, 10, 10))]
+    third = tracker.update(None)  # no overlap: a new face; both old tracks end (max_missed 0)
+    assert [t.id for t in third] == [2] and sorted(tracker.ended) == [0, 1]
+
+
+def test_full_detection_every_k_frames_and_after_a_loss():
+    box = (20, 20, 30, 30)
+    detector = ScriptedDetector([[box]] * 10, lose={(21, 20, 30, 30)})
+    tracker = FaceTracker(detector, detect_every=4, max_missed=1)
+    ids = [[t.id for t in tracker.update(None)] for _ in range(8)]
+    # Frame 0 detects; 1 follows the face to x = 21; 2 loses it near x = 21 (missed, kept: max_missed
+    # 1); 3 detects (after a loss), 4 detects (every 4th frame); 5 follows, 6 loses, 7 detects.
+    assert detector.full == 4 and detector.near == 4
+    assert ids == [[0], [0], [], [0], [0], [0], [], [0]] and tracker.ended == []
+
+
+def test_a_track_ends_after_max_missed_frames_without_its_face():
+    detector = ScriptedDetector([[(0, 0, 10, 10)], [], [], []])
+    tracker = FaceTracker(detector, detect_every=1, max_missed=2)
+    tracker.update(None)
+    assert tracker.update(None) == [] and tracker.ended == []
+    assert tracker.update(None) == [] and tracker.ended == []
+    assert tracker.update(None) == [] and tracker.ended == [0]
+
+
+def test_two_tracks_on_one_face_become_one():
+    detector = ScriptedDetector([[(0, 0, 20, 20), (40, 0, 20, 20)]])
+    detector.detect_near = lambda image, box: (10, 0, 20, 20)  # both find the same face
+    tracker = FaceTracker(detector, detect_every=5)
+    tracker.update(None)
+    assert [t.id for t in tracker.update(None)] == [0] and tracker.ended == [1]
+
+
+@pytest.fixture(scope="module")
+def face_canvas(tmp_path_factory):
+    """A rendered synthetic face of 170 px placed at (200, 120) on a 640x480 textured frame."""
+    from emenet_tf.data import synthetic
+
+    out = tmp_path_factory.mktemp("stream_face") / "data"
+    synthetic.generate(str(out), seed=0, train_videos=1, val_videos=1, frames_per_video=3, ood_images=1)
+    frame = sorted((out / "cropped_aligned").glob("syn-train-*/00001.jpg"))[0]
+    face = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
+    rng = np.random.default_rng(0)
+    canvas = cv2.resize(
+        rng.integers(40, 200, (15, 20, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC
+    )
+    canvas[120:290, 200:370] = cv2.resize(face, (170, 170), interpolation=cv2.INTER_CUBIC)
+    return canvas
+
+
+@pytest.mark.skipif(not HAVE_HAAR, reason="this OpenCV ships no Haar cascade")
+def test_detect_near_finds_the_face_a_full_detection_finds_and_nothing_where_it_left(face_canvas):
+    detector = FaceDetector()
+    (full,) = detector.detect(face_canvas)
+    assert box_iou(full, (200, 120, 170, 170)) > 0.5
+    moved = np.roll(face_canvas, (6, 8), axis=(0, 1))  # the face 8 px right, 6 px down
+    near = detector.detect_near(moved, full)
+    (reference,) = detector.detect(moved)
+    assert near is not None and box_iou(near, reference) >= 0.7, (near, reference)
+    blank = np.full_like(face_canvas, 120)
+    assert detector.detect_near(blank, full) is None
+
+
+# ---------------------------------------------------------------- stream models
+
+
+def test_a_stream_model_carries_its_state(stream_models):
+    model = EmotionModel(stream_models["float"])
+    assert model.state["inputs"] == ["h_au", "h_expr", "h_va"] and model.state["max_gap"] == 2
+    faces = [golden_images()[n] for n in sorted(golden_images())]
+    raw, state = model.step(faces[0], None)
+    assert set(state) == {"h_au", "h_expr", "h_va"} and state["h_au"].shape == (1, model.state["size"])
+    assert "next_h_au" not in raw and raw["expr_probs"].shape == (7,)
+    np.testing.assert_array_equal(model.run(faces[0])["expr_probs"], raw["expr_probs"])  # an image: frame 1
+    # The same face after another history gives other outputs: the state matters.
+    after_a = model.step(faces[1], model.step(faces[2], None)[1])[0]
+    after_b = model.step(faces[1], model.step(faces[3], None)[1])[0]
+    assert np.abs(after_a["expr_probs"] - after_b["expr_probs"]).max() > 1e-3
+
+
+def test_stream_int8_follows_the_float_stream(stream_models):
+    f32, i8 = EmotionModel(stream_models["float"]), EmotionModel(stream_models["int8"])
+    assert i8.metadata["input"]["dtype"] == "float32"  # the state keeps every input float
+    s32 = s8 = None
+    for face in [golden_images()[n] for n in sorted(golden_images())] * 2:
+        r32, s32 = f32.step(face, s32)
+        r8, s8 = i8.step(face, s8)
+        # int8 backbone, float GRU and heads over ten frames: the probabilities stay within 0.05.
+        assert np.abs(r32["expr_probs"] - r8["expr_probs"]).max() < 0.05
+
+
+def test_stream_metadata_that_does_not_match_is_one_line(stream_models, tmp_path):
+    import shutil
+
+    path = shutil.copy(stream_models["float"], tmp_path / "m.tflite")
+    meta = json.loads(open(stream_models["float"][: -len(".tflite")] + ".json").read())
+    for change, message in (
+        ({"size": 64}, "state.size"),
+        ({"inputs": ["h_au"]}, "state.inputs"),
+        ({"max_gap": -1}, "state.max_gap"),
+    ):
+        (tmp_path / "m.json").write_text(json.dumps({**meta, "state": {**meta["state"], **change}}))
+        with pytest.raises(EdgeError, match=message):
+            EmotionModel(path)
+    (tmp_path / "m.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "state"}))
+    with pytest.raises(EdgeError, match="does not match model inputs"):
+        EmotionModel(path)
+
+
+def test_cli_video_carries_the_state_frame_to_frame_and_summarises(stream_models, tmp_path, capsys):
+    faces = [cv2.resize(golden_images()[n], (48, 48)) for n in sorted(golden_images())]
+    video = write_video(tmp_path / "clip.avi", faces + faces[::-1])  # 10 frames
+    code, lines, err = run_cli(
+        ["--model", stream_models["float"], "--no_face_detection", "--summary", video], capsys
+    )
+    assert code == 0 and "Traceback" not in err
+    frames, (summary,) = lines[:-1], lines[-1:]
+    assert [r["frame"] for r in frames] == list(range(10)) and {r["face"] for r in frames} == {0}
+    # The state is carried: each line is the model stepped over the decoded frames in order.
+    model, state = EmotionModel(stream_models["float"]), None
+    capture = cv2.VideoCapture(video)
+    for record in frames:
+        ok, bgr = capture.read()
+        raw, state = model.step(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), state)
+        expected = json.loads(result_to_json(model.to_result(raw, record["box"], video, record["frame"])))
+        assert record["expression"] == expected["expression"]
+    # Frame 9 shows the same picture as frame 0, after nine others: another output.
+    assert frames[9]["expression"]["probs"] != frames[0]["expression"]["probs"]
+    # The summary line, recomputed from the frame lines (rounded to 4 decimals: 1e-3).
+    assert summary["source"] == video and summary["summary"]["results"] == 10
+    probs = np.array([list(r["expression"]["probs"].values()) for r in frames])
+    weights = 1.0 - np.array([r["expression"]["entropy"] for r in frames])
+    mixed = weights @ probs / weights.sum()
+    got = summary["summary"]
+    assert list(got["expression"]["probs"].values()) == pytest.approx(mixed.tolist(), abs=1e-3)
+    assert got["expression"]["entropy"] == pytest.approx(normalised_entropy(mixed), abs=1e-3)
+    assert got["valence"] == pytest.approx(np.mean([r["valence"] for r in frames]), abs=1e-3)
+    au1 = np.mean([r["au"]["probs"]["AU1"] >= 0.5 for r in frames])
+    assert got["au_rates"]["AU1"] == pytest.approx(au1, abs=1e-3)
+    assert got["uncertain"] == np.mean([r["uncertain"] for r in frames]) and got["ood"] is None
+
+
+def test_cli_keeps_state_per_face_and_resets_it_when_a_face_is_new(
+    stream_models, tmp_path, capsys, monkeypatch
+):
+    """Two faces each carry their own state; a face missing for more than max_gap (2) frames ends
+    its track, and the face seen there later starts from the initial state."""
+    face = cv2.resize(draw_face(64), (40, 40))
+    right_present = [True, True, False, True, True, False, False, False, True, True]
+    frames, script = [], []
+    for k, present in enumerate(right_present):
+        image = np.full((48, 120, 3), 90, np.uint8)
+        image[4:44, 4:44] = np.roll(face, 2 * k, axis=1)
+        image[4:44, 76:116] = np.roll(face, -3 * k, axis=0)
+        frames.append(image)
+        script.append([(4, 4, 40, 40)] + ([(76, 4, 40, 40)] if present else []))
+    video = write_video(tmp_path / "two.avi", frames)
+
+    class Detector:  # full detections from the script (no detect_near: detection on every frame)
+        def __init__(self, model_path=None):
+            self.script = [list(s) for s in script]
+
+        def detect(self, image):
+            return self.script.pop(0)
+
+    monkeypatch.setattr(cli, "FaceDetector", Detector)
+    code, lines, err = run_cli(["--model", stream_models["float"], video], capsys)
+    assert code == 0 and "Traceback" not in err
+    faces = {}
+    for r in lines:
+        faces.setdefault(r["face"], []).append(r)
+    # Left: one track; right: frames 0-4 one track over the 1-frame gap, frames 8-9 a new one.
+    assert {f: [r["frame"] for r in rs] for f, rs in faces.items()} == {
+        0: list(range(10)), 1: [0, 1, 3, 4], 2: [8, 9]
+    }  # fmt: skip
+    # Each track's outputs are the model stepped over that face's own decoded crops, from zero.
+    model = EmotionModel(stream_models["float"])
+    capture = cv2.VideoCapture(video)
+    decoded = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in frames]
+    for face_id, crop in ((0, (4, 44, 4, 44)), (1, (4, 44, 76, 116)), (2, (4, 44, 76, 116))):
+        state = None
+        for record in faces[face_id]:
+            image = decoded[record["frame"]][crop[0] : crop[1], crop[2] : crop[3]]
+            raw, state = model.step(image, state)
+            # The same interpreter on the same crops: equal up to the JSON's 4 decimals.
+            assert list(record["expression"]["probs"].values()) == pytest.approx(
+                raw["expr_probs"].tolist(), abs=1e-4
+            )
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def _result(probs, entropy, valence, au1, uncertain, ood=None):
+    names = ["a", "b"]
+    return {
+        "frame": 0,
+        "expression": {"probs": dict(zip(names, probs, strict=True)), "entropy": entropy},
+        "au": {"probs": {"AU1": au1}},
+        "valence": valence,
+        "arousal": -valence,
+        "uncertain": uncertain,
+        "ood": ood,
+    }
+
+
+def test_summary_hand_computed():
+    summary = VideoSummary("v.mp4")
+    summary.add(_result([1.0, 0.0], 0.0, 0.5, 0.9, False, ood=False), face=0)
+    summary.add(_result([0.0, 1.0], 0.5, -0.1, 0.2, True, ood=True), face=1)
+    got = summary.summary()
+    # weights 1 and 0.5: probs (1 * [1, 0] + 0.5 * [0, 1]) / 1.5 = [2/3, 1/3]
+    assert got["expression"]["probs"] == pytest.approx({"a": 2 / 3, "b": 1 / 3})
+    assert got["expression"]["label"] == "a"
+    assert got["expression"]["entropy"] == pytest.approx(normalised_entropy(np.array([2 / 3, 1 / 3])))
+    assert got["valence"] == pytest.approx(0.2) and got["arousal"] == pytest.approx(-0.2)
+    assert got["au_rates"] == {"AU1": 0.5} and got["uncertain"] == 0.5 and got["ood"] == 0.5
+    assert (got["results"], got["faces"]) == (2, 2)
+    empty = VideoSummary("none.mp4").summary()
+    assert empty == {"results": 0, "frames": 0, "faces": 0}
