@@ -19,13 +19,13 @@ import os
 import numpy as np
 from absl import logging
 
-from emenet_tf import density, locks
+from emenet_tf import calibration, density, locks
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.errors import DataError
+from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.inference import to_logits
-from emenet_tf.io import atomic_save_npz
+from emenet_tf.io import atomic_save_npz, atomic_write_json
 from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DIRICHLET, RunDir
@@ -62,13 +62,19 @@ def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_siz
 
 
 def make_soft_labels(
-    cfg: TrainConfig, generation: int, train_index: FrameIndex, members: bool = False
+    cfg: TrainConfig,
+    generation: int,
+    train_index: FrameIndex,
+    members: bool = False,
+    val_index: FrameIndex | None = None,
 ) -> dict:
     """Compute (or load, if already stored for these frames) generation ``generation``'s soft labels.
 
     members: also return every member's logits (a file written before they were stored is
     recomputed). Parallel ``--member`` jobs of the next generation all need them: the first
     computes them under the generation's lock, the others wait for it and load the file.
+    With ``--teacher_calibration temperature`` the ensemble's mean probabilities are temperature
+    scaled first (``calibrate_teacher``: fit on ``val_index``'s fit half); members' logits stay raw.
     """
     run = RunDir(cfg.workdir)
     path = run.soft_labels_path(generation)
@@ -85,10 +91,23 @@ def make_soft_labels(
         missing = int((~probs["predicted"]).sum())
         if missing:
             logging.warning("soft labels: %d frames had unreadable images and got uniform labels", missing)
+        if cfg.teacher_calibration == "temperature":
+            probs = calibrate_teacher(cfg, generation, models, probs, val_index)
         stored = TASKS + tuple(pipeline.MEMBER_LOGITS.values())
         atomic_save_npz(path, keys=train_index.keys(), **{k: probs[k] for k in stored})
         logging.info("wrote %s (%d frames, ensemble of %d)", path, len(train_index), len(models))
     return {k: probs[k] for k in names}
+
+
+def calibrate_teacher(cfg: TrainConfig, generation: int, models, probs: dict, val_index) -> dict:
+    """The ensemble's training-frame probabilities scaled by temperatures fit on the validation fit
+    half (``calibration``), which are written to ``gen<g>/teacher_temperatures.json``."""
+    source = frame_source(cfg, val_index, cfg.batch_size)
+    scaler = calibration.fit_teacher_temperatures(predict_frames(models, source), len(val_index))
+    path = RunDir(cfg.workdir).teacher_temperatures_path(generation)
+    atomic_write_json(path, scaler.to_dict())
+    logging.info("generation %d teacher temperatures (validation fit half): %s", generation, scaler.to_dict())
+    return calibration.calibrate(probs, scaler)
 
 
 def _holds(path: str, names) -> bool:
@@ -117,8 +136,23 @@ def run_generations(
     cfg: TrainConfig, train_index: FrameIndex, val_index: FrameIndex | None, class_weights: dict
 ) -> int:
     """Train every generation (resuming what exists); return the number of complete generations."""
+    if (
+        cfg.teacher_calibration == "temperature"
+        and cfg.generations > 1
+        and (val_index is None or not len(val_index))
+    ):
+        raise ConfigError(
+            "--teacher_calibration temperature needs validation frames to fit on (the data has none); "
+            "use --teacher_calibration none"
+        )
     run = RunDir(cfg.workdir)
     strategy = None
+    teacher_val = val_index  # the teacher calibration cuts all of validation into its halves itself
+    if cfg.selection_split == "fit" and val_index is not None and len(val_index):
+        val_index = calibration.selection_index(
+            val_index, input_size(cfg.model, cfg.image_size), cfg.batch_size
+        )
+        logging.info("best epochs are chosen on the %d frames of the validation fit half", len(val_index))
     for generation in range(cfg.generations):
         soft = None
         if generation > 0:
@@ -130,19 +164,19 @@ def run_generations(
                     generation - 1,
                 )
                 return generation
-            soft = make_soft_labels(cfg, generation - 1, train_index)
+            soft = make_soft_labels(cfg, generation - 1, train_index, val_index=teacher_val)
         for member in members_to_train(cfg):
             logging.info("generation %d member %d", generation, member)
             if strategy is None and not run.is_done(generation, member):
                 strategy = make_strategy(cfg.strategy)
             train_member(cfg, generation, member, train_index, val_index, class_weights, soft, strategy)
     if cfg.dirichlet_student and cfg.member is None:
-        train_dirichlet_student(cfg, train_index, class_weights, strategy)
+        train_dirichlet_student(cfg, train_index, class_weights, strategy, teacher_val)
     return cfg.generations
 
 
 def train_dirichlet_student(
-    cfg: TrainConfig, train_index: FrameIndex, class_weights: dict, strategy=None
+    cfg: TrainConfig, train_index: FrameIndex, class_weights: dict, strategy=None, val_index=None
 ) -> str:
     """Train (or resume, or skip) the Dirichlet student of the last generation, then fit its density.
 
@@ -156,7 +190,7 @@ def train_dirichlet_student(
     run = RunDir(cfg.workdir)
     generation = run.dirichlet_generation(cfg)
     if not run.dirichlet_done(cfg):
-        soft = make_soft_labels(cfg, generation - 1, train_index, members=True)
+        soft = make_soft_labels(cfg, generation - 1, train_index, members=True, val_index=val_index)
         logging.info("generation %d Dirichlet student", generation)
         # No validation score: its mean is the frozen student's, so the ABAW score cannot choose an
         # epoch; the best epoch is the one of lowest training loss (the precision heads' fit).

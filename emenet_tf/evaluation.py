@@ -39,6 +39,7 @@ from absl import logging
 from edge.images import IMAGE_EXTENSIONS
 from emenet_tf import locks, metrics, plots
 from emenet_tf.baselines import TemperatureScaler, mc_predict
+from emenet_tf.calibration import SPLIT_SEED, split_halves
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, label_model, synthetic
 from emenet_tf.data.index import FrameIndex
@@ -47,7 +48,7 @@ from emenet_tf.distributions import dirichlet_log_concentrations
 from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.io import atomic_write_json, atomic_write_text, read_json
 from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS, va_bin_centres, va_to_bin
-from emenet_tf.rundir import DIRICHLET, RunDir
+from emenet_tf.rundir import DIRICHLET, METRICS, RunDir
 from emenet_tf.temporal_inference import frame_source, predict_frames
 from emenet_tf.uncertainty import (
     bernoulli_entropy,
@@ -172,6 +173,14 @@ def epistemic_score(members: dict) -> np.ndarray:
     return np.mean(parts, axis=0)
 
 
+def ensemble_score(members: dict, kind: str = "epistemic") -> np.ndarray:
+    """OOD score of an ensemble (or MC Dropout passes) per frame, averaged over tasks (``--ood_score``):
+    ``epistemic`` (mutual information) or ``total`` (entropy of the mean prediction)."""
+    if kind == "epistemic":
+        return epistemic_score(members)
+    return entropy_score({t: members[t].mean(axis=0) for t in TASKS})
+
+
 def dirichlet_predictions(outputs: dict) -> tuple[dict, np.ndarray]:
     """A Dirichlet student's mean probabilities and its epistemic score (averaged like ``epistemic_score``)
     from its raw outputs (logits and log-precisions)."""
@@ -198,14 +207,14 @@ def _aligned(probs: dict, score: np.ndarray, frame_id: np.ndarray, n: int) -> di
     return out
 
 
-def _method_pair(pred: dict, n: int) -> dict:
+def _method_pair(pred: dict, n: int, ood_score: str = "epistemic") -> dict:
     """gen single (member 0) and ensemble (mean) predictions from one ``keep_members`` pass."""
     members = {t: pred[f"members_{t}"] for t in TASKS}
     single = {t: members[t][0] for t in TASKS}
     mean = {t: pred[t] for t in TASKS}
     return {
         "single": _aligned(single, entropy_score(single), pred["frame_id"], n),
-        "ensemble": _aligned(mean, epistemic_score(members), pred["frame_id"], n),
+        "ensemble": _aligned(mean, ensemble_score(members, ood_score), pred["frame_id"], n),
     }
 
 
@@ -223,7 +232,8 @@ def collect_predictions(
     for g in range(generations):
         models = [run.load_member(cfg, g, k) for k in range(cfg.ensemble_size)]
         for split, ds in datasets.items():
-            pair = _method_pair(predict_frames(models, ds, keep_members=True), len(indices[split]))
+            pred = predict_frames(models, ds, keep_members=True)
+            pair = _method_pair(pred, len(indices[split]), cfg.ood_score)
             for kind, arrays in pair.items():
                 methods.setdefault(f"gen{g}_{kind}", {})[split] = arrays
         del models
@@ -236,7 +246,8 @@ def collect_predictions(
             pred = mc_predict(model, ds, mc_passes, predict=predict_frames)
             members = {t: pred[f"members_{t}"] for t in TASKS}
             mean = {t: pred[t] for t in TASKS}
-            arrays = _aligned(mean, epistemic_score(members), pred["frame_id"], len(indices[split]))
+            score = ensemble_score(members, cfg.ood_score)
+            arrays = _aligned(mean, score, pred["frame_id"], len(indices[split]))
             methods.setdefault("mc_dropout", {})[split] = arrays
     else:
         logging.warning("the run has --dropout 0: no MC Dropout row")
@@ -284,14 +295,6 @@ def add_temperature_scaling(methods: dict, index: FrameIndex, fit_rows: np.ndarr
             "score": entropy_score(scaled),
         }
     return scaler
-
-
-def split_halves(present: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, evaluation rows): a seeded random half of the present rows each, sorted."""
-    rows = np.flatnonzero(present)
-    perm = np.random.default_rng(seed).permutation(rows)
-    half = len(rows) // 2
-    return np.sort(perm[:half]), np.sort(perm[half:])
 
 
 # ---------------------------------------------------------------- metrics
@@ -416,7 +419,7 @@ def evaluate_run(
     ood_dir: str | None = None,
     out_dir: str | None = None,
     mc_passes: int = 10,
-    seed: int = 0,
+    seed: int = SPLIT_SEED,
     batch_size: int | None = None,
 ) -> dict:
     """Evaluate every method of the run in ``workdir``; write metrics.json, report.md and plots.
@@ -459,6 +462,7 @@ def evaluate_run(
         if truth is not None:
             result["limits"] = bayes_limits(truth, index, eval_rows, data_dir)
         result["frames"] = frame_counts(index, present, fit_rows, eval_rows, methods, seed, ood_dir)
+        result["frames"]["ood_score"] = cfg.ood_score
         full["frames"] = {**result["frames"], "evaluated": int(present.sum())}
         result = _clean(result)
         write_outputs(out_dir, result, _clean(full), methods, index, eval_rows, scaler, generations)
@@ -503,7 +507,7 @@ def _clean(obj):
 
 def write_outputs(out_dir, result, full, methods, index, eval_rows, scaler, generations) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    atomic_write_json(os.path.join(out_dir, "metrics.json"), result)
+    atomic_write_json(os.path.join(out_dir, METRICS), result)
     atomic_write_json(os.path.join(out_dir, "metrics_full.json"), full)
     atomic_write_json(os.path.join(out_dir, "temperatures.json"), scaler.to_dict())
     from emenet_tf import report

@@ -38,8 +38,18 @@ def _get(result, method, task, metric):
     return result["methods"].get(method, {}).get(task, {}).get(metric)
 
 
+ENSEMBLE_SCORES = {  # --ood_score
+    "epistemic": "epistemic uncertainty (mutual information)",
+    "total": "total uncertainty (normalised entropy of the mean prediction)",
+}
+
+
 def _holds(ok) -> str:
     return "HOLDS" if ok else "DOES NOT HOLD"
+
+
+def _ood_score(result: dict) -> str:
+    return result.get("frames", {}).get("ood_score", "epistemic")
 
 
 def claims(result: dict, generations: int) -> list[str]:
@@ -67,7 +77,7 @@ def claims(result: dict, generations: int) -> list[str]:
     else:
         ok = auroc >= OOD_AUROC_TARGET
         out.append(
-            f"{ens} (epistemic) separates OOD images with AUROC {_fmt(auroc)} >= {OOD_AUROC_TARGET}: {_holds(ok)}."
+            f"{ens} ({_ood_score(result)}) separates OOD images with AUROC {_fmt(auroc)} >= {OOD_AUROC_TARGET}: {_holds(ok)}."
         )
     for metric in ("nll", "kl_true"):
         series = [_get(result, f"gen{g}_single", "expr", metric) for g in range(generations)]
@@ -94,7 +104,11 @@ def render(result: dict, full: dict, scaler, generations: int) -> str:
         f"VA {f['va_labelled']} frames). "
         + (f"OOD: {f['ood']} images from {f['ood_dir']}." if f["ood"] else "No OOD images: no OOD column."),
         "",
-        "## What the run shows",
+        "## What this run shows (one replicate)",
+        "",
+        "This is ONE run: its numbers move with the seeds and the CPU's kernels. A claim is shown only "
+        "by the replicate study (`python -m emenet_tf.study --replicates 5 --seed 0 --workdir DIR`, its "
+        '95% intervals in DIR/claims.md; README, "Results"). The checks below are this run\'s values.',
         "",
         *[f"- {c}" for c in claims(result, generations)],
     ]
@@ -107,8 +121,9 @@ def render(result: dict, full: dict, scaler, generations: int) -> str:
             "",
             "## Out of domain (validation faces negative, OOD images positive)",
             "",
-            "Score: epistemic uncertainty (mutual information) for gen*_ensemble, mc_dropout and "
-            "dirichlet_single (closed form from its concentrations), predictive normalised entropy for the "
+            f"Score: {ENSEMBLE_SCORES[_ood_score(result)]} for gen*_ensemble and mc_dropout, epistemic "
+            "uncertainty for dirichlet_single (closed form from its concentrations), predictive normalised "
+            "entropy for the "
             "others; both the mean of the EXPR value, the mean over the 12 AUs and the mean over valence and "
             "arousal. dirichlet_density: the negative log density of the Dirichlet student's features.",
             "",

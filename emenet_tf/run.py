@@ -51,22 +51,32 @@ def check_model(cfg: TrainConfig) -> None:
         )
 
 
+def saved_config(cfg: TrainConfig) -> dict | None:
+    """The config.json of ``cfg.workdir`` (None on a new run); ConfigError if it differs from ``cfg``
+    in a field that matters (outside ``RESUMABLE``) or cannot be read."""
+    run = RunDir(cfg.workdir)
+    if not os.path.exists(run.config_path):
+        return None
+    try:
+        saved = read_json(run.config_path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{run.config_path}: unreadable ({err}); use a new --workdir") from None
+    changed = differences(saved, cfg)
+    if changed:
+        listed = ", ".join(f"--{k}={new!r} (the run has {old!r})" for k, (old, new) in changed.items())
+        raise ConfigError(
+            f"{run.root} holds a run with other settings: {listed}. Rerun with the run's settings "
+            f"(only {', '.join('--' + n for n in RESUMABLE if n != 'workdir')} may change), "
+            "or use a new --workdir"
+        )
+    return saved
+
+
 def save_config(cfg: TrainConfig) -> None:
     """Write config.json on a new run; on a rerun, refuse any difference that matters."""
     run = RunDir(cfg.workdir)
-    if os.path.exists(run.config_path):
-        try:
-            saved = read_json(run.config_path)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"{run.config_path}: unreadable ({err}); use a new --workdir") from None
-        changed = differences(saved, cfg)
-        if changed:
-            listed = ", ".join(f"--{k}={new!r} (the run has {old!r})" for k, (old, new) in changed.items())
-            raise ConfigError(
-                f"{run.root} holds a run with other settings: {listed}. Rerun with the run's settings "
-                f"(only {', '.join('--' + n for n in RESUMABLE if n != 'workdir')} may change), "
-                "or use a new --workdir"
-            )
+    saved = saved_config(cfg)
+    if saved is not None:
         if saved.get("generations") != cfg.generations:
             logging.warning(
                 "continuing %s with --generations %d (it had %s)",

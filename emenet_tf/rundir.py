@@ -33,6 +33,7 @@ CLASS_WEIGHTS = "class_weights.json"
 DATA_SUMMARY = "data_summary.json"
 DATA = "data"
 EVAL = "eval"
+METRICS = "metrics.json"  # the evaluation's results, in eval/
 EXPORT = "export"
 BEST_WEIGHTS = "best.weights.h5"
 DONE = "done.json"
@@ -40,6 +41,7 @@ HISTORY = "history.jsonl"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "ckpt"
 SOFT_LABELS = "soft_labels.npz"
+TEACHER_TEMPERATURES = "teacher_temperatures.json"  # --teacher_calibration temperature
 LOCK = ".lock"
 EVAL_LOCK = ".eval.lock"
 EXPORT_LOCK = ".export.lock"
@@ -79,6 +81,10 @@ class RunDir:
         return self.path(EVAL)
 
     @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.eval_dir, METRICS)
+
+    @property
     def export_dir(self) -> str:
         return self.path(EXPORT)
 
@@ -105,6 +111,9 @@ class RunDir:
 
     def soft_labels_path(self, generation: int) -> str:
         return os.path.join(self.generation_dir(generation), SOFT_LABELS)
+
+    def teacher_temperatures_path(self, generation: int) -> str:
+        return os.path.join(self.generation_dir(generation), TEACHER_TEMPERATURES)
 
     def member_dir(self, generation: int, member: int | str) -> str:
         """gen<g>/member<k>, or gen<g>/dirichlet for member ``DIRICHLET``."""

@@ -1,15 +1,17 @@
 """Distillation: soft labels are the ensemble mean, students approach a fixed target, teachers stay put."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
-from emenet_tf import distill, training
+from emenet_tf import calibration, distill, training
 from emenet_tf._keras import keras
+from emenet_tf.baselines import TemperatureScaler
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline, synthetic
-from emenet_tf.errors import DataError
+from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.inference import predict_dataset
 from emenet_tf.losses import class_weights
 from emenet_tf.models import build_emenet
@@ -115,7 +117,7 @@ def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
     stamps = [os.path.getmtime(run.best_weights_path(0, k)) for k in range(2)]
     stale = os.path.join(run.generation_dir(0), ".tmp-1-abc-soft_labels.npz")  # a kill mid-write
     open(stale, "wb").close()
-    distill.run_generations(cfg, splits["train"], None, weights)
+    distill.run_generations(cfg, splits["train"], splits["validation"], weights)
     assert not os.path.exists(stale)
     for k in range(2):
         after = run.load_member(cfg, 0, k).get_weights()
@@ -130,6 +132,16 @@ def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
     np.testing.assert_allclose(stored["expr"].sum(1), 1.0, atol=1e-5)
     with pytest.raises(DataError, match="soft labels were made for"):
         distill.load_soft_labels(path, splits["train"].subset(np.arange(5)))
+    # --teacher_calibration temperature (the default): the soft labels are the teachers' mean
+    # probabilities scaled by the temperatures stored beside them (fit on the validation fit half).
+    saved = json.loads(open(run.teacher_temperatures_path(0)).read())
+    scaler = TemperatureScaler(expr=saved["expr"], au=tuple(saved["au"]), va=tuple(saved["va"]))
+    teachers_now = [run.load_member(cfg, 0, k) for k in range(2)]
+    raw = distill.ensemble_probabilities(teachers_now, splits["train"], 32, cfg.batch_size)
+    expected = calibration.calibrate(raw, scaler)
+    for task in ("au", "expr", "va"):  # the same batches and kernels: float32 rounding only
+        np.testing.assert_allclose(stored[task], expected[task], atol=1e-5, err_msg=task)
+    assert not np.allclose(stored["expr"], raw["expr"], atol=1e-4), "the temperature changed nothing"
     # After the last generation: the Dirichlet student of its ensemble, and its density
     assert run.dirichlet_done(cfg) and os.path.isfile(run.density_path(cfg))
     # it is the last generation's member 0 (the exported student) plus trained precision heads
@@ -147,3 +159,44 @@ def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
         run.soft_labels_path(1), splits["train"], tuple(pipeline.MEMBER_LOGITS.values())
     )
     assert last["member_expr_logits"].shape == (len(splits["train"]), 2, 7)
+
+
+def _fake_predictions(rng, n: int) -> dict:
+    """A predict_frames-like dict over n validation rows: probabilities and labels with masks."""
+    expr = rng.dirichlet(np.ones(7), n).astype(np.float32)
+    return {
+        "frame_id": np.arange(n),
+        "expr": expr,
+        "au": rng.uniform(0.05, 0.95, (n, 12)).astype(np.float32),
+        "va": rng.dirichlet(np.ones(20), (n, 2)).astype(np.float32),
+        "label_expr": rng.integers(0, 7, n),
+        "label_expr_mask": np.ones(n, np.float32),
+        "label_au": rng.integers(0, 2, (n, 12)).astype(np.float32),
+        "label_au_mask": np.ones((n, 12), np.float32),
+        "label_va": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        "label_va_mask": np.ones((n, 2), np.float32),
+    }
+
+
+def test_teacher_temperatures_are_fit_on_the_fit_half_only():
+    rng = np.random.default_rng(0)
+    pred = _fake_predictions(rng, 200)
+    fit, held_out = calibration.split_halves(np.ones(200, bool))
+    before = calibration.fit_teacher_temperatures(pred, 200).to_dict()
+    changed = {k: v.copy() for k, v in pred.items()}
+    changed["label_expr"][held_out] = (changed["label_expr"][held_out] + 3) % 7  # other evaluation labels
+    changed["label_au"][held_out] = 1 - changed["label_au"][held_out]
+    assert calibration.fit_teacher_temperatures(changed, 200).to_dict() == before
+    changed["label_expr"][fit] = (changed["label_expr"][fit] + 3) % 7
+    assert calibration.fit_teacher_temperatures(changed, 200).to_dict()["expr"] != before["expr"]
+    # the split is the evaluation's: the same rows at the same seed
+    from emenet_tf import evaluation
+
+    assert np.array_equal(evaluation.split_halves(np.ones(200, bool), calibration.SPLIT_SEED)[0], fit)
+
+
+def test_teacher_calibration_without_validation_frames_is_refused_before_training(tmp_path, splits):
+    cfg = TrainConfig(workdir=str(tmp_path / "run"), model="tiny", generations=2, verbose=0)
+    with pytest.raises(ConfigError, match="--teacher_calibration temperature needs validation frames"):
+        distill.run_generations(cfg, splits["train"], None, class_weights(splits["train"]))
+    assert not os.path.exists(RunDir(cfg.workdir).generation_dir(0)), "nothing was trained"

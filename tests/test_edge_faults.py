@@ -189,7 +189,9 @@ def test_detection_runs_on_a_copy_at_most_detect_size_a_side(monkeypatch):
     detector = FaceDetector(detect_size=640)
     seen = []
     real = detector._raw_boxes
-    monkeypatch.setattr(detector, "_raw_boxes", lambda image: seen.append(image.shape[:2]) or real(image))
+    monkeypatch.setattr(
+        detector, "_raw_boxes", lambda image, sizes=None: seen.append(image.shape[:2]) or real(image, sizes)
+    )
     detector.detect(smooth_rgb(2000, 1500))
     detector.detect(smooth_rgb(300, 200))
     assert seen == [(480, 640), (200, 300)]  # 2000x1500 shrunk to 640x480; small images as they are

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from emenet_tf.rundir import CHECKPOINTS, DONE, RunDir
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 pytestmark = pytest.mark.slow
@@ -20,6 +22,10 @@ def _python(*args, timeout=900):
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
     )
+
+
+def _has_line(path: str) -> bool:
+    return os.path.exists(path) and os.path.getsize(path) > 0
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +45,15 @@ def run_dir(tmp_path_factory):
     # Kill train.py (SIGKILL, no clean-up) once the first member has completed an epoch.
     first = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)  # fmt: skip
-    state = os.path.join(work, "gen0", "member0", "state.json")
+    # tf.train.CheckpointManager writes its index file "checkpoint" once an epoch's checkpoint is saved.
+    index = os.path.join(RunDir(work).member_dir(0, 0), CHECKPOINTS, "checkpoint")
     deadline = time.time() + 600
-    while not os.path.exists(state) and time.time() < deadline and first.poll() is None:
-        time.sleep(0.2)
+    while not _has_line(index) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.1)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert os.path.exists(state), "train.py never completed an epoch"
-    assert not os.path.exists(os.path.join(work, "gen0", "member0", "done.json"))
+    assert _has_line(index), f"train.py never completed an epoch (exit code {first.returncode})"
+    assert not os.path.exists(os.path.join(RunDir(work).member_dir(0, 0), DONE))
     proc = _python(*cmd)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr

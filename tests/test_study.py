@@ -1,0 +1,195 @@
+"""The replicate study: t-intervals and holds against hand-computed numbers, the claims on fabricated
+metrics.json files, and (slow) a K = 2 study on tiny settings through the command line."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from emenet_tf import study
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# t_{0.975, df} from tables: df 1 -> 12.7062, df 2 -> 4.3027, df 4 -> 2.7764
+T975 = {1: 12.706204736, 2: 4.302652730, 4: 2.776445105}
+
+
+def test_t_interval_hand_computed():
+    # [1, 2, 3]: mean 2, s = 1, half = 4.3027 / sqrt(3) = 2.48414
+    mean, lo, hi = study.t_interval([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0)
+    assert lo == pytest.approx(2.0 - T975[2] / math.sqrt(3), abs=1e-6)
+    assert hi == pytest.approx(2.0 + 2.484137, abs=1e-5)
+    # [0, 2]: mean 1, s = sqrt(2), half = 12.7062 * sqrt(2) / sqrt(2)
+    mean, lo, hi = study.t_interval([0.0, 2.0])
+    assert (mean, lo, hi) == pytest.approx((1.0, 1.0 - T975[1], 1.0 + T975[1]), abs=1e-6)
+    # five values -0.10 .. -0.14: mean -0.12, s = 0.0158114, half = 2.7764 * 0.0158114 / sqrt(5) = 0.019632
+    mean, lo, hi = study.t_interval([-0.10, -0.11, -0.12, -0.13, -0.14])
+    assert mean == pytest.approx(-0.12)
+    assert hi == pytest.approx(-0.12 + 0.019632, abs=1e-5)
+
+
+def test_t_interval_one_value_has_no_interval():
+    assert study.t_interval([0.5]) == (0.5, None, None)
+    assert study.t_interval([]) == (None, None, None)
+
+
+def test_holds_logic():
+    assert study.holds((-0.3, -0.01), 0.0, "below")
+    assert not study.holds((-0.3, 0.01), 0.0, "below")
+    assert not study.holds((-0.3, 0.0), 0.0, "below")  # the interval must lie strictly below
+    assert study.holds((0.9, 0.97), 0.9, "at_least")
+    assert not study.holds((0.89, 0.97), 0.9, "at_least")
+    assert not study.holds((None, None), 0.0, "below")
+    with pytest.raises(ValueError):
+        study.holds((0, 1), 0.0, "above")
+    # [-0.10, -0.12, -0.14]: mean -0.12, s 0.02, hi = -0.12 + 4.3027 * 0.02 / sqrt(3) = -0.07032 < 0
+    summary = study._summary([-0.10, -0.12, -0.14], 0.0, "below")
+    assert summary["holds"] and summary["ci95"][1] == pytest.approx(-0.070317, abs=1e-5)
+    # [-0.1, -0.2, -0.3]: hi = -0.2 + 0.248414 > 0
+    assert not study._summary([-0.1, -0.2, -0.3], 0.0, "below")["holds"]
+    single = study._summary([-5.0], 0.0, "below")
+    assert not single["holds"] and single["ci95"] == [None, None] and "K = 1" in single["note"]
+
+
+def _row(nll, ece, kl=None):
+    row = {"nll": nll, "ece": ece, "acc": 0.5}
+    if kl is not None:
+        row["kl_true"] = kl
+    return row
+
+
+def fake_metrics(shift: float, auroc: float, g2_nll: float = 1.0) -> dict:
+    """A metrics.json of a 3-generation run: students better than the baselines by ``shift``."""
+    methods = {}
+    nll = {"gen0_single": 1.2, "gen1_single": 1.1, "gen2_single": g2_nll}
+    for g in range(3):
+        single = nll[f"gen{g}_single"] + shift
+        methods[f"gen{g}_single"] = {t: _row(single, 0.05, single - 0.6) for t in study.TASKS}
+        methods[f"gen{g}_ensemble"] = {t: _row(single - 0.05, 0.1, single - 0.65) for t in study.TASKS}
+        methods[f"gen{g}_single"]["ood"] = {"auroc": 0.7, "aupr": 0.5}
+        methods[f"gen{g}_ensemble"]["ood"] = {"auroc": auroc, "aupr": 0.8}
+    methods["dirichlet_density"] = {"ood": {"auroc": auroc + 0.03, "aupr": 0.9}}
+    methods["temperature_scaling"] = {t: _row(1.2, 0.06, 0.6) for t in study.TASKS}
+    methods["mc_dropout"] = {t: _row(1.25, 0.07, 0.65) for t in study.TASKS}
+    limits = {"oracle": {"expr": {"nll": 0.5}}, "expected": {"expr_nll": 0.49}}
+    return {"methods": methods, "limits": limits, "frames": {"evaluated": 100}}
+
+
+def test_claims_on_fabricated_metrics_files(tmp_path):
+    shifts, aurocs = [0.0, 0.01, -0.01], [0.93, 0.95, 0.94]
+    for r, (s, a) in enumerate(zip(shifts, aurocs, strict=True)):
+        path = tmp_path / f"rep{r}" / "eval" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(fake_metrics(s, a)))
+    results = study.load_results(str(tmp_path), 3)
+    out = study.summarise(results, seed=7, config={"epochs": 6})
+    study.write_study(str(tmp_path), out)
+    saved = json.loads((tmp_path / "claims.json").read_text())
+    assert saved["replicates"] == 3 and saved["seed"] == 7 and saved["config"] == {"epochs": 6}
+    claims = {(c["name"], c["task"]): c for c in saved["claims"]}
+    names = {
+        "student_nll_below_temperature_scaling",
+        "student_nll_below_mc_dropout",
+        "student_ece_below_temperature_scaling",
+        "student_ece_below_mc_dropout",
+        "nll_falls_each_generation",
+        "kl_true_falls_each_generation",
+    }
+    assert set(claims) == {(n, t) for n in names for t in study.TASKS} | {
+        ("ensemble_ood_auroc_at_least_0.9", "ood"),
+        ("dirichlet_ood_auroc_at_least_0.9", "ood"),
+        ("dirichlet_ood_auroc_above_ensemble", "ood"),
+    }
+    for c in saved["claims"]:
+        assert set(c) >= {"name", "task", "metric", "values", "mean", "ci95", "holds"}
+        assert len(c["values"]) == 3 and len(c["ci95"]) == 2
+    c = claims[("student_nll_below_temperature_scaling", "expr")]
+    assert c["values"] == pytest.approx([-0.2, -0.19, -0.21]) and c["holds"]
+    assert c["mean"] == pytest.approx(-0.2)
+    assert c["ci95"][1] == pytest.approx(-0.2 + T975[2] * 0.01 / math.sqrt(3), abs=1e-6)
+    # ECE: student 0.05 vs TS 0.06 in every replicate: zero spread, the point interval is below 0
+    assert claims[("student_ece_below_temperature_scaling", "au")]["holds"]
+    # every generation step is -0.1: the worst step is -0.1 too
+    gen = claims[("nll_falls_each_generation", "va")]
+    assert gen["values"] == pytest.approx([-0.1] * 3) and gen["holds"]
+    assert [s["step"] for s in gen["steps"]] == ["gen0->gen1", "gen1->gen2"]
+    ood = claims[("ensemble_ood_auroc_at_least_0.9", "ood")]
+    assert ood["values"] == pytest.approx(aurocs) and ood["threshold"] == 0.9
+    assert ood["ci95"][0] == pytest.approx(0.94 - T975[2] * 0.01 / math.sqrt(3), abs=1e-6) and ood["holds"]
+    above = claims[("dirichlet_ood_auroc_above_ensemble", "ood")]
+    assert above["values"] == pytest.approx([0.03] * 3) and above["holds"]  # +0.03 in every replicate
+    ratio = saved["nll_over_bayes"]["temperature_scaling"]
+    assert ratio["mean"] == pytest.approx(2.4) and ratio["values"] == pytest.approx([2.4] * 3)
+    md = (tmp_path / "claims.md").read_text()
+    assert "| student_nll_below_temperature_scaling | expr |" in md and "95% CI" in md
+    assert (tmp_path / "claims.png").stat().st_size > 1000
+
+
+def test_a_generation_step_that_rises_fails_the_claim():
+    # gen2 is worse than gen1 in every replicate: step gen1->gen2 = +0.05, the worst step
+    results = [fake_metrics(s, 0.8, g2_nll=1.15) for s in (0.0, 0.01, 0.02)]
+    claims = {(c["name"], c["task"]): c for c in study.compute_claims(results)}
+    gen = claims[("nll_falls_each_generation", "expr")]
+    assert gen["values"] == pytest.approx([0.05] * 3) and not gen["holds"]
+    assert gen["steps"][0]["holds"] and not gen["steps"][1]["holds"]
+    assert not claims[("ensemble_ood_auroc_at_least_0.9", "ood")]["holds"]
+
+
+def test_one_replicate_holds_nothing_and_says_why():
+    claims = study.compute_claims([fake_metrics(0.0, 0.99)])
+    assert claims and not any(c["holds"] for c in claims)
+    assert all(c["ci95"] == [None, None] and "K = 1" in c["note"] for c in claims)
+
+
+def test_no_student_claims_without_students():
+    result = fake_metrics(0.0, 0.95)
+    result["methods"] = {
+        k: v for k, v in result["methods"].items() if k.startswith("gen0") or not k.startswith("gen")
+    }
+    del result["methods"]["dirichlet_density"]
+    names = {c["name"] for c in study.compute_claims([result, result])}
+    assert names == {"ensemble_ood_auroc_at_least_0.9"}
+
+
+@pytest.mark.slow
+def test_study_command_k2_tiny(tmp_path):
+    work = str(tmp_path / "study")
+    cmd = [
+        sys.executable, "-m", "emenet_tf.study", "--replicates=2", "--seed=5", f"--workdir={work}",
+        "--model=tiny", "--ensemble_size=2", "--generations=2", "--epochs=1", "--steps_per_epoch=2",
+        "--batch_size=16", "--verbose=0", "--synthetic_train_videos=3", "--synthetic_val_videos=2",
+        "--synthetic_frames_per_video=30",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    saved = json.loads(open(os.path.join(work, "claims.json")).read())
+    assert saved["replicates"] == 2 and saved["seed"] == 5
+    assert saved["config"]["model"] == "tiny" and saved["config"]["epochs"] == 1
+    assert {c["task"] for c in saved["claims"]} == {"expr", "au", "va", "ood"}
+    for c in saved["claims"]:
+        assert set(c) >= {"name", "task", "metric", "values", "mean", "ci95", "holds"}
+        assert len(c["values"]) == 2 and isinstance(c["holds"], bool)
+    for r in range(2):
+        rep = json.loads(open(os.path.join(work, f"rep{r}", "replicate.json")).read())
+        assert rep["synthetic_seed"] == 5 + r and rep["seed"] == study.SEED_STRIDE * (5 + r)
+        cfg = json.loads(open(os.path.join(work, f"rep{r}", "config.json")).read())
+        assert cfg["synthetic_seed"] == 5 + r and cfg["ensemble_size"] == 2
+        assert not os.path.exists(os.path.join(work, f"rep{r}", "export"))
+    for name in ("claims.md", "claims.png"):
+        assert os.path.getsize(os.path.join(work, name)) > 0
+    # A rerun skips the finished replicates and writes the same claims
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert json.loads(open(os.path.join(work, "claims.json")).read())["claims"] == saved["claims"]
+    # Other settings in the same workdir are refused
+    other = subprocess.run(
+        [*cmd, "--epochs=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert other.returncode == 2 and "other settings: --epochs=2 (the run has 1)" in other.stderr
+    assert "Traceback" not in other.stderr
+    assert len([line for line in other.stderr.splitlines() if "error" in line]) == 1, other.stderr
