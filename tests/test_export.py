@@ -434,7 +434,7 @@ def test_float_nodes_matches_layer_names_and_prefixes(monkeypatch):
 
 
 def _fake_export_model(calls):
-    def fake(members, name, out_dir, **kwargs):
+    def fake(members, name, out_dir, *frames_and_representative, **kwargs):
         calls.append((name, members))
         return {
             "files": {},
