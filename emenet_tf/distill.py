@@ -30,7 +30,7 @@ from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DIRICHLET, RunDir
 from emenet_tf.temporal_inference import frame_source, predict_frames
-from emenet_tf.training import make_strategy, remove_stale_temporaries, train_member
+from emenet_tf.training import is_chief, make_strategy, remove_stale_temporaries, train_member
 
 
 def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int, source=None) -> dict:
@@ -146,7 +146,10 @@ def run_generations(
             "use --teacher_calibration none"
         )
     run = RunDir(cfg.workdir)
-    strategy = None
+    # A multi-worker strategy must exist before any TensorFlow op runs (the fit-half selection below
+    # and soft labels run ops), so it is made first whenever a member is left to train.
+    left = any(not run.is_done(g, k) for g in range(cfg.generations) for k in members_to_train(cfg))
+    strategy = make_strategy(cfg.strategy) if left else None
     teacher_val = val_index  # the teacher calibration cuts all of validation into its halves itself
     if cfg.selection_split == "fit" and val_index is not None and len(val_index):
         val_index = calibration.selection_index(
@@ -167,11 +170,17 @@ def run_generations(
             soft = make_soft_labels(cfg, generation - 1, train_index, val_index=teacher_val)
         for member in members_to_train(cfg):
             logging.info("generation %d member %d", generation, member)
-            if strategy is None and not run.is_done(generation, member):
-                strategy = make_strategy(cfg.strategy)
             train_member(cfg, generation, member, train_index, val_index, class_weights, soft, strategy)
     if cfg.dirichlet_student and cfg.member is None:
-        train_dirichlet_student(cfg, train_index, class_weights, strategy, teacher_val)
+        if cfg.strategy == "multi_worker":
+            # Only its small precision heads learn (the rest is frozen): the chief trains it alone,
+            # without collectives; the other workers are done.
+            if strategy is None or is_chief(strategy):
+                train_dirichlet_student(
+                    cfg, train_index, class_weights, make_strategy("default"), teacher_val
+                )
+        else:
+            train_dirichlet_student(cfg, train_index, class_weights, strategy, teacher_val)
     return cfg.generations
 
 

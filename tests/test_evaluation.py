@@ -180,9 +180,16 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
     assert 0.0 < result["limits"]["expected"]["expr_accuracy"] <= 1.0
     with open(os.path.join(out_dir, "report.md")) as f:
         text = f.read()
-    for heading in ("## What the run shows", "## EXPR", "## AU", "## VA", "## Out of domain"):
+    for heading in (
+        "## What this run shows (one replicate)",
+        "## EXPR",
+        "## AU",
+        "## VA",
+        "## Out of domain",
+    ):
         assert heading in text
     assert "| temperature_scaling |" in text and "| mc_dropout |" in text
+    assert "This is ONE run" in text and "python -m emenet_tf.study" in text  # claims need the study
     for png in ("reliability_expr.png", "reliability_au.png", "risk_coverage_expr.png", "ood_histograms.png"):
         with open(os.path.join(out_dir, png), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -190,7 +190,9 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, data_dir):
     assert "num_workers = 2" in outs[0][1]  # really two workers, one cluster
     history = [json.loads(line) for line in open(os.path.join(rundir.member_dir(0, 0), "history.jsonl"))]
     assert [h["epoch"] for h in history] == [1, 2]  # written once, by the chief only
-    rundir.load_member(rundir.load_config(), 0, 0)
+    cfg = rundir.load_config()
+    rundir.load_member(cfg, 0, 0)
+    assert rundir.dirichlet_done(cfg), "the chief trains the Dirichlet student alone"
 
 
 def test_unreadable_frames_are_named_in_the_run_summary(tmp_path, data_dir):
