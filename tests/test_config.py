@@ -63,6 +63,19 @@ def test_paper_preset_and_explicit_flags_win(tmp_path):
     assert demo == TrainConfig(workdir=str(tmp_path)), "the demo preset is the defaults"
 
 
+def test_paper_method_preset_changes_only_the_students_training(tmp_path):
+    demo, paper = make_config(workdir=str(tmp_path)), make_config("paper_method", workdir=str(tmp_path))
+    changed = {k for k, v in paper.to_dict().items() if demo.to_dict()[k] != v}
+    assert changed == {"preset", "hard_label_weight", "teacher_calibration"}
+    assert (paper.hard_label_weight, paper.teacher_calibration) == (0.0, "none")
+    # the defaults are the measured method (docs/RESEARCH.md), not the paper's
+    assert (demo.hard_label_weight, demo.teacher_calibration, demo.selection_split) == (
+        1.0,
+        "temperature",
+        "fit",
+    )
+
+
 def test_paths_are_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config_from_flags(_flags(["--workdir=w", "--data_dir=d"]))
