@@ -55,6 +55,8 @@ def test_pip_install_gives_entry_points_that_run_from_any_folder(tmp_path):
     )
     assert _run([os.path.join(bin_dir, "emenet-predict"), "--help"], elsewhere).returncode == 0
     assert _run([os.path.join(bin_dir, "emenet-export"), "--help"], elsewhere).returncode == 0
+    study = _run([os.path.join(bin_dir, "emenet-study"), "--helpfull"], elsewhere)
+    assert "--replicates" in study.stdout and "--teacher_calibration" in study.stdout, study.stderr[-2000:]
     data = str(tmp_path / "data")
     synthetic.generate(
         data, seed=0, train_videos=2, val_videos=1, frames_per_video=20, image_size=32, ood_images=4
