@@ -20,6 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from emenet_tf.io import read_json  # noqa: E402
+from emenet_tf.report import metric_value  # noqa: E402
 from emenet_tf.rundir import RunDir  # noqa: E402
 from emenet_tf.study import REPLICATE, generations_of, t_interval  # noqa: E402
 
@@ -72,10 +73,9 @@ def main(argv=None) -> int:
     print(f"{'task':5s} {'metric':12s} {'base':>8s} {'other':>8s} {'diff':>8s} {'95% CI':>20s}  better")
     for task, metric, higher in METRICS:
         pairs = [
-            (base[r][1]["methods"].get(method, {}).get(task, {}).get(metric),
-             other[r][1]["methods"].get(method, {}).get(task, {}).get(metric))
+            (metric_value(base[r][1], method, task, metric), metric_value(other[r][1], method, task, metric))
             for r in common
-        ]  # fmt: skip
+        ]
         pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
         if not pairs:
             continue

@@ -171,16 +171,11 @@ def run_generations(
         for member in members_to_train(cfg):
             logging.info("generation %d member %d", generation, member)
             train_member(cfg, generation, member, train_index, val_index, class_weights, soft, strategy)
-    if cfg.dirichlet_student and cfg.member is None:
-        if cfg.strategy == "multi_worker":
-            # Only its small precision heads learn (the rest is frozen): the chief trains it alone,
-            # without collectives; the other workers are done.
-            if strategy is None or is_chief(strategy):
-                train_dirichlet_student(
-                    cfg, train_index, class_weights, make_strategy("default"), teacher_val
-                )
-        else:
-            train_dirichlet_student(cfg, train_index, class_weights, strategy, teacher_val)
+    if cfg.dirichlet_student and cfg.member is None and (strategy is None or is_chief(strategy)):
+        # Only its small precision heads learn (the rest is frozen): with --strategy multi_worker the
+        # chief trains it alone, without collectives, and the other workers are done.
+        alone = make_strategy("default") if cfg.strategy == "multi_worker" else strategy
+        train_dirichlet_student(cfg, train_index, class_weights, alone, teacher_val)
     return cfg.generations
 
 

@@ -153,24 +153,23 @@ def aligned_truth(data_dir: str, index: FrameIndex) -> dict | None:
 # ---------------------------------------------------------------- predictions
 
 
+def task_mean(expr: np.ndarray, au: np.ndarray, va: np.ndarray) -> np.ndarray:
+    """One score per frame from per-task scores: the mean of EXPR (N,), the mean over the 12 AUs
+    (N, 12) and the mean over valence and arousal (N, 2), so each task weighs the same."""
+    return np.mean([expr, au.mean(axis=-1), va.mean(axis=-1)], axis=0)
+
+
 def entropy_score(probs: dict) -> np.ndarray:
-    """Predictive uncertainty per frame: mean over tasks of EXPR, mean-AU and mean-VA normalised entropy."""
-    parts = [
-        normalised_entropy(probs["expr"]),
-        bernoulli_entropy(probs["au"]).mean(axis=-1),
-        normalised_entropy(probs["va"]).mean(axis=-1),
-    ]
-    return np.mean(parts, axis=0)
+    """Predictive uncertainty per frame: normalised entropies averaged over tasks (``task_mean``)."""
+    return task_mean(
+        normalised_entropy(probs["expr"]), bernoulli_entropy(probs["au"]), normalised_entropy(probs["va"])
+    )
 
 
 def epistemic_score(members: dict) -> np.ndarray:
-    """Epistemic uncertainty (mutual information) per frame, averaged over tasks like ``entropy_score``."""
-    parts = [
-        ensemble_uncertainty(members["expr"], "categorical")["epistemic"],
-        ensemble_uncertainty(members["au"], "bernoulli")["epistemic"].mean(axis=-1),
-        ensemble_uncertainty(members["va"], "categorical")["epistemic"].mean(axis=-1),
-    ]
-    return np.mean(parts, axis=0)
+    """Epistemic uncertainty (mutual information) per frame, averaged over tasks (``task_mean``)."""
+    kind = {t: "bernoulli" if t == "au" else "categorical" for t in TASKS}
+    return task_mean(**{t: ensemble_uncertainty(members[t], kind[t])["epistemic"] for t in TASKS})
 
 
 def ensemble_score(members: dict, kind: str = "epistemic") -> np.ndarray:
@@ -182,18 +181,13 @@ def ensemble_score(members: dict, kind: str = "epistemic") -> np.ndarray:
 
 
 def dirichlet_predictions(outputs: dict) -> tuple[dict, np.ndarray]:
-    """A Dirichlet student's mean probabilities and its epistemic score (averaged like ``epistemic_score``)
+    """A Dirichlet student's mean probabilities and its epistemic score (averaged by ``task_mean``)
     from its raw outputs (logits and log-precisions)."""
     log_alpha = dirichlet_log_concentrations(outputs)
     parts = {t: dirichlet_uncertainty(np.exp(log_alpha[t].numpy().astype(np.float64))) for t in TASKS}
     probs = {t: parts[t]["mean_probs"] for t in TASKS}
     probs["au"] = probs["au"][..., 0]  # Beta(a, b) per AU: P(1) = a / (a + b)
-    epistemic = [
-        parts["expr"]["epistemic"],
-        parts["au"]["epistemic"].mean(-1),
-        parts["va"]["epistemic"].mean(-1),
-    ]
-    return probs, np.mean(epistemic, axis=0)
+    return probs, task_mean(**{t: parts[t]["epistemic"] for t in TASKS})
 
 
 def _aligned(probs: dict, score: np.ndarray, frame_id: np.ndarray, n: int) -> dict:

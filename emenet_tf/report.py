@@ -34,8 +34,9 @@ def table(methods: dict, task: str, extra_rows: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def _get(result, method, task, metric):
-    return result["methods"].get(method, {}).get(task, {}).get(metric)
+def metric_value(result: dict, method: str, task: str, metric: str):
+    """One number of a metrics.json dict (``result["methods"][method][task][metric]``), None if absent."""
+    return result.get("methods", {}).get(method, {}).get(task, {}).get(metric)
 
 
 ENSEMBLE_SCORES = {  # --ood_score
@@ -62,8 +63,8 @@ def claims(result: dict, generations: int) -> list[str]:
             "The run has no student generation (--generations 1): the claims about students are not tested."
         )
     for metric in ("nll", "ece"):
-        ours = _get(result, single, "expr", metric)
-        rivals = {b: _get(result, b, "expr", metric) for b in ("temperature_scaling", "mc_dropout")}
+        ours = metric_value(result, single, "expr", metric)
+        rivals = {b: metric_value(result, b, "expr", metric) for b in ("temperature_scaling", "mc_dropout")}
         rivals = {b: v for b, v in rivals.items() if v is not None}
         if ours is None or not rivals:
             out.append(f"EXPR {metric.upper()}: not measurable (no labelled EXPR frames or no baseline).")
@@ -71,7 +72,7 @@ def claims(result: dict, generations: int) -> list[str]:
         ok = all(ours < v for v in rivals.values())
         vs = ", ".join(f"{b} {_fmt(v)}" for b, v in rivals.items())
         out.append(f"{single} has lower EXPR {metric.upper()} ({_fmt(ours)}) than {vs}: {_holds(ok)}.")
-    auroc = _get(result, ens, "ood", "auroc")
+    auroc = metric_value(result, ens, "ood", "auroc")
     if auroc is None:
         out.append(f"OOD AUROC of {ens}: not measured (no OOD images).")
     else:
@@ -80,7 +81,7 @@ def claims(result: dict, generations: int) -> list[str]:
             f"{ens} ({_ood_score(result)}) separates OOD images with AUROC {_fmt(auroc)} >= {OOD_AUROC_TARGET}: {_holds(ok)}."
         )
     for metric in ("nll", "kl_true"):
-        series = [_get(result, f"gen{g}_single", "expr", metric) for g in range(generations)]
+        series = [metric_value(result, f"gen{g}_single", "expr", metric) for g in range(generations)]
         if generations < 2 or any(v is None for v in series):
             if metric == "kl_true" and all(v is None for v in series):
                 out.append("KL to the true EXPR distribution: not measured (no synthetic truth).")

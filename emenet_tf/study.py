@@ -58,6 +58,7 @@ from emenet_tf.cli.flags import config_from_flags, define_config_flags
 from emenet_tf.config import TrainConfig
 from emenet_tf.errors import ConfigError, DataError, RunError, TrainingError
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from emenet_tf.report import metric_value
 from emenet_tf.rundir import RunDir
 
 TASKS = ("expr", "au", "va")
@@ -123,10 +124,6 @@ def _summary(values, threshold: float, direction: str) -> dict:
 # ---------------------------------------------------------------- claims
 
 
-def _metric(result: dict, method: str, task: str, metric: str):
-    return result.get("methods", {}).get(method, {}).get(task, {}).get(metric)
-
-
 def _diff(a, b):
     return None if a is None or b is None else float(a) - float(b)
 
@@ -160,7 +157,7 @@ def compute_claims(results: list[dict]) -> list[dict]:
             for metric in ("nll", "ece"):
                 for baseline in BASELINES:
                     values = [
-                        _diff(_metric(r, student, task, metric), _metric(r, baseline, task, metric))
+                        _diff(metric_value(r, student, task, metric), metric_value(r, baseline, task, metric))
                         for r in results
                     ]
                     if all(v is None for v in values):
@@ -177,8 +174,8 @@ def compute_claims(results: list[dict]) -> list[dict]:
                 for g in range(last):
                     values = [
                         _diff(
-                            _metric(r, f"gen{g + 1}_single", task, metric),
-                            _metric(r, f"gen{g}_single", task, metric),
+                            metric_value(r, f"gen{g + 1}_single", task, metric),
+                            metric_value(r, f"gen{g}_single", task, metric),
                         )
                         for r in results
                     ]
@@ -200,7 +197,7 @@ def compute_claims(results: list[dict]) -> list[dict]:
                 claim = claims[-1]
                 claim["holds"] = bool(claim["holds"] and all(s["holds"] for s in steps))
     ensemble = f"gen{last}_ensemble"
-    values = [_metric(r, ensemble, "ood", "auroc") for r in results]
+    values = [metric_value(r, ensemble, "ood", "auroc") for r in results]
     if generations >= 1 and not all(v is None for v in values):
         add(
             f"ensemble_ood_auroc_at_least_{OOD_AUROC_THRESHOLD}",
@@ -211,7 +208,7 @@ def compute_claims(results: list[dict]) -> list[dict]:
             direction="at_least",
             compare=f"{ensemble} AUROC (not a difference)",
         )
-    density = [_metric(r, "dirichlet_density", "ood", "auroc") for r in results]
+    density = [metric_value(r, "dirichlet_density", "ood", "auroc") for r in results]
     if not all(v is None for v in density):
         add(
             f"dirichlet_ood_auroc_at_least_{OOD_AUROC_THRESHOLD}",
@@ -250,7 +247,7 @@ def nll_over_bayes(results: list[dict], task: str = "expr") -> dict:
     for method in methods:
         values = []
         for r in results:
-            nll, limit = _metric(r, method, task, "nll"), bayes_nll(r, task)
+            nll, limit = metric_value(r, method, task, "nll"), bayes_nll(r, task)
             values.append(None if nll is None or not limit else float(nll) / float(limit))
         if all(v is None for v in values):
             continue
@@ -265,7 +262,7 @@ def method_means(results: list[dict]) -> dict:
     for method in results[0].get("methods", {}) if results else []:
         for task, row in results[0]["methods"][method].items():
             for metric in row:
-                values = [_metric(r, method, task, metric) for r in results]
+                values = [metric_value(r, method, task, metric) for r in results]
                 values = [v for v in values if v is not None]
                 if values:
                     out.setdefault(method, {}).setdefault(task, {})[metric] = float(np.mean(values))
@@ -484,8 +481,8 @@ def run_replicate(cfg: TrainConfig) -> dict:
 
     folder = RunDir(cfg.workdir)
     done_path = folder.path(REPLICATE)
-    run_lib.saved_config(cfg)  # a finished replicate too: refused if it was run with other settings
     if os.path.exists(done_path) and os.path.exists(folder.metrics_path):
+        run_lib.saved_config(cfg)  # skipped, yet refused if it was run with other settings
         info = read_json(done_path)
         if info.get("generations") == cfg.generations:  # else: extended by generations, go on
             return info

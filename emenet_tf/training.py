@@ -321,14 +321,9 @@ class EpochEnd(keras.callbacks.Callback):
         try:
             self.manager.save(checkpoint_number=epoch + 1)
         except tf.errors.OpError as err:
-            reason = (
-                re.sub(r"\{\{.*?\}\}\s*", "", err.message.strip().splitlines()[0])
-                if err.message.strip()
-                else ""
-            )
-            reason = (
-                reason.rsplit("; ", 1)[-1].split(" [Op:")[0] or type(err).__name__
-            )  # "No space left on device"
+            # "{{function_node ...}} ...; No space left on device [Op:...]" -> "No space left on device"
+            first = re.sub(r"\{\{.*?\}\}\s*", "", (err.message.strip().splitlines() or [""])[0])
+            reason = first.rsplit("; ", 1)[-1].split(" [Op:")[0] or type(err).__name__
             raise WriteError(f"{self.manager.directory}: cannot write the checkpoint ({reason})") from None
         logging.info("%s epoch %d: %s", self.member_dir, epoch + 1, json.dumps(record))
 

@@ -61,8 +61,9 @@ def export_model(
             saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference, starts
         )
     if ood_images is not None and module.kind == "dirichlet":
+        ood_images = on_uint8_grid(ood_images)
         for content, outputs, figures in candidates.values():
-            figures["ood_auroc"] = ood_auroc(content, outputs, on_uint8_grid(ood_images))
+            figures["ood_auroc"] = ood_auroc(content, outputs, ood_images)
     return write_checked(candidates, module, out_dir, frames, allow_degraded)
 
 
