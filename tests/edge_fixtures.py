@@ -226,3 +226,15 @@ def golden_cli_lines(models: dict, image_dir) -> list:
             record["source"] = os.path.basename(record["source"])
             lines.append({"model": name, **record})
     return lines
+
+
+def rendered_face(folder) -> np.ndarray:
+    """A rendered synthetic face (seed 0, the first training frame, 112x112 RGB uint8), written by
+    the real benchmark generator into ``folder``."""
+    import cv2
+
+    from emenet_tf.data import synthetic
+
+    synthetic.generate(str(folder), seed=0, train_videos=1, val_videos=1, frames_per_video=3, ood_images=1)
+    frame = sorted((folder / "cropped_aligned").glob("syn-train-*/00001.jpg"))[0]
+    return cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)

@@ -20,6 +20,7 @@ from tests.edge_fixtures import (
     golden_cli_lines,
     golden_images,
     make_fixture_model,
+    rendered_face,
     write_golden_images,
 )
 from tests.golden.regenerate_edge_golden import GOLDEN, GOLDEN_MODELS
@@ -519,12 +520,7 @@ def test_cli_nothing_processed_exit_code_2(models, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def face_on_canvas(tmp_path_factory):
     """A rendered synthetic face (seeded), enlarged to 160 px and placed at (80, 40) on a 320x240 canvas."""
-    from emenet_tf.data import synthetic
-
-    out = tmp_path_factory.mktemp("edge_face") / "data"
-    synthetic.generate(str(out), seed=0, train_videos=1, val_videos=1, frames_per_video=3, ood_images=1)
-    frame = sorted((out / "cropped_aligned").glob("syn-train-*/00001.jpg"))[0]
-    face = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
+    face = rendered_face(tmp_path_factory.mktemp("edge_face") / "data")
     canvas = np.full((240, 320, 3), 90, np.uint8)
     canvas[40:200, 80:240] = cv2.resize(face, (160, 160), interpolation=cv2.INTER_CUBIC)
     return canvas

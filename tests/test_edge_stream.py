@@ -12,7 +12,7 @@ from edge.runtime import EdgeError, EmotionModel, result_to_json
 from edge.summary import VideoSummary
 from edge.tracking import FaceTracker
 from edge.uncertainty import normalised_entropy
-from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture
+from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture, rendered_face
 
 HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
 
@@ -101,12 +101,7 @@ def test_two_tracks_on_one_face_become_one():
 @pytest.fixture(scope="module")
 def face_canvas(tmp_path_factory):
     """A rendered synthetic face of 170 px placed at (200, 120) on a 640x480 textured frame."""
-    from emenet_tf.data import synthetic
-
-    out = tmp_path_factory.mktemp("stream_face") / "data"
-    synthetic.generate(str(out), seed=0, train_videos=1, val_videos=1, frames_per_video=3, ood_images=1)
-    frame = sorted((out / "cropped_aligned").glob("syn-train-*/00001.jpg"))[0]
-    face = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
+    face = rendered_face(tmp_path_factory.mktemp("stream_face") / "data")
     rng = np.random.default_rng(0)
     canvas = cv2.resize(
         rng.integers(40, 200, (15, 20, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC

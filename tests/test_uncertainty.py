@@ -205,13 +205,24 @@ def test_tf_rejects_unknown_class_axis(tfu):
         tfu.ensemble_uncertainty_tf(np.ones((2, 3), np.float32), "dirichlet")
 
 
-def test_tf_ensemble_converts_to_tflite_builtins(tfu, tmp_path):
-    """The decomposition converts with TFLITE_BUILTINS only and the interpreter matches numpy."""
+def _builtins_runner(graph, folder):
+    """The signature runner of ``graph`` (a tf.function with an input signature) saved in ``folder``
+    and converted with TFLITE_BUILTINS only: conversion fails if any op needs Flex."""
     from ai_edge_litert.interpreter import Interpreter
 
     from emenet_tf._keras import tf
 
     module = tf.Module()
+    module.graph = graph
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": graph})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return Interpreter(model_content=converter.convert()).get_signature_runner("serving_default")
+
+
+def test_tf_ensemble_converts_to_tflite_builtins(tfu, tmp_path):
+    """The decomposition converts with TFLITE_BUILTINS only and the interpreter matches numpy."""
+    from emenet_tf._keras import tf
 
     @tf.function(
         input_signature=[tf.TensorSpec((3, 1, 7), tf.float32), tf.TensorSpec((3, 1, 12), tf.float32)]
@@ -221,11 +232,7 @@ def test_tf_ensemble_converts_to_tflite_builtins(tfu, tmp_path):
         a = tfu.ensemble_uncertainty_tf(au, "bernoulli")
         return {"expr_total": e["total"], "expr_epistemic": e["epistemic"], "au_aleatoric": a["aleatoric"]}
 
-    module.graph = graph
-    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": graph})
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    runner = Interpreter(model_content=converter.convert()).get_signature_runner("serving_default")
+    runner = _builtins_runner(graph, tmp_path)
     rng = np.random.default_rng(3)
     expr, au = _random_probs(rng, (3, 1, 7)), _random_bernoulli(rng, (3, 1, 12))
     got = runner(expr=expr, au=au)
@@ -338,8 +345,6 @@ def test_tf_dirichlet_matches_numpy_and_tfp(tfu, shape):
 
 def test_tf_dirichlet_converts_to_tflite_builtins(tfu, tmp_path):
     """The closed-form decomposition (with the series digamma) converts to builtins; TFLite == numpy."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from emenet_tf._keras import tf
 
     @tf.function(input_signature=[tf.TensorSpec((4, 7), tf.float32), tf.TensorSpec((4, 12, 2), tf.float32)])
@@ -351,12 +356,7 @@ def test_tf_dirichlet_converts_to_tflite_builtins(tfu, tmp_path):
             "au_epistemic": a["epistemic"],
         }
 
-    module = tf.Module()
-    module.graph = graph
-    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": graph})
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    runner = Interpreter(model_content=converter.convert()).get_signature_runner("serving_default")
+    runner = _builtins_runner(graph, tmp_path)
     rng = np.random.default_rng(5)
     expr, au = np.log(_random_concentrations(rng, (4, 7))), np.log(_random_concentrations(rng, (4, 12, 2)))
     got = runner(expr=expr.astype(np.float32), au=au.astype(np.float32))
