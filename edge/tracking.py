@@ -1,57 +1,118 @@
-"""Faces followed through a video: full detection every k frames, each face re-found near its last box in between.
+"""Faces followed through a video: full detection every k frames; in between each face is followed
+by template matching and re-found by the detector near its last box every few frames.
 
-The video path is detection-bound: a full detection of a 640x480 frame costs ~20x the model's
-inference. ``FaceTracker`` runs the detector on the whole frame (its ``detect``: on a copy at
-most ``detect_size`` a side) only on the first frame, every ``detect_every`` frames, and on the
-frame after a face was lost. On the frames in between, each face is looked for again with the
-same detector, but only in a square region around its last box, shrunk so the face is about
-``TRACK_FACE_PX`` pixels and limited to scales near its last size (``FaceDetector.detect_near``):
-the box is the one a full detection gives, at a few per cent of its cost. A face not found there
-is lost for that frame, and the next frame gets a full detection.
+The video path is detection-bound: a full Haar detection of a 640x480 frame costs ~200x the model's
+inference, a detection near the last box (``FaceDetector.detect_near``) ~5x, template matching
+~0.2x. ``FaceTracker`` therefore runs the detector on the whole frame (its ``detect``: on a copy at
+most ``detect_size`` a side) only on the first frame, every ``detect_every`` frames (to find new
+faces), and on the frame after a face was lost. On the frames in between, each face is followed
+two ways, the cheaper first:
+- template matching (``follow_template``): the face's grey patch, taken where the detector last
+  found it, shrunk to TEMPLATE_PX pixels, is matched (normalised cross-correlation) in a region
+  around its last box; the box moves, its size is kept. A match below MIN_MATCH fails.
+- the detector near the last box (``detect_near``): every ``refine_every`` frames, and whenever
+  template matching fails; it gives the box a full detection gives (position and size) and a new
+  template. If it misses the face where the template still matches, the template's box is kept.
+A face a full detection misses is followed by its template too (the Haar detector misses some
+expressions and poses for a while), but only for ``detect_every`` frames after the detector last
+found it. A face nothing finds is lost for that frame, and the next frame gets a full detection.
 
 Each face has a track id while it is followed: a detection continues the track whose box it
 overlaps most (IoU >= ``min_iou``), else starts a new one (a new or changed face). A track that
 is not seen for more than ``max_missed`` frames ends; ``ended`` lists the ids that ended at the
 last update. Per-face state (smoothing, a stream model's GRU state) hangs on these ids.
 A detector without ``detect_near`` (any object with ``detect(image) -> boxes``) is run in full
-on every frame.
+on every frame; ``refine_every`` 1 follows with the detector alone (no templates).
 """
 
 import dataclasses
 
+import cv2
+import numpy as np
+
 from edge.faces import box_iou
 
-DETECT_EVERY = 10  # frames between full detections while every face is found near its last box
+# Measured with benchmarks/edge_pipeline.py (640x480 rendered-face video, one thread): see edge/README.md.
+DETECT_EVERY = 30  # frames between full detections (new faces appear within a second at 30 frames/s)
+REFINE_EVERY = 5  # frames between detections near the last box while template matching follows the face
+TEMPLATE_PX = 32  # side of the template (and of the face in the search region) in pixels
+SEARCH = 0.5  # the search region extends this many box sides beyond the last box on each side
+MIN_MATCH = 0.6  # normalised cross-correlation below this: template matching lost the face
 MIN_IOU = 0.3  # a detection continues the track it overlaps at least this much
 _DUPLICATE_IOU = 0.5  # two tracks that found boxes overlapping this much follow one face
 
 
 @dataclasses.dataclass
 class Track:
-    """One followed face: its id, its last box (x, y, w, h) and the frames it has not been seen."""
+    """One followed face: its id, its last box (x, y, w, h), the frames it has not been seen, and
+    the template matching follows it with (grey, TEMPLATE_PX a side; None until taken)."""
 
     id: int
     box: tuple
     missed: int = 0
+    template: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    since_anchor: int = 0  # frames since the detector last found this face
+
+
+def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
+    """The grey patch of ``box`` shrunk to TEMPLATE_PX a side, or None if the box is empty."""
+    x, y, w, h = (int(v) for v in box)
+    patch = image_rgb[max(0, y) : y + h, max(0, x) : x + w]
+    if patch.shape[0] < 2 or patch.shape[1] < 2:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (TEMPLATE_PX, TEMPLATE_PX), interpolation=cv2.INTER_AREA)
+
+
+def follow_template(image_rgb: np.ndarray, box, template: np.ndarray) -> tuple | None:
+    """The box of the same size where ``template`` matches best within SEARCH box sides of ``box``,
+    or None if the best normalised cross-correlation is below MIN_MATCH or the region is too small."""
+    height, width = image_rgb.shape[:2]
+    x, y, side = int(box[0]), int(box[1]), int(box[2])
+    if side < 2 or side > min(width, height):
+        return None
+    reach = int(round(side * SEARCH))
+    x0, y0 = max(0, x - reach), max(0, y - reach)
+    x1, y1 = min(width, x + side + reach), min(height, y + side + reach)
+    factor = side / TEMPLATE_PX
+    size = (int(round((x1 - x0) / factor)), int(round((y1 - y0) / factor)))
+    if size[0] <= TEMPLATE_PX or size[1] <= TEMPLATE_PX:
+        return None
+    region = cv2.cvtColor(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    _, best, _, (bx, by) = cv2.minMaxLoc(cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED))
+    if not best >= MIN_MATCH:  # also NaN (a flat region)
+        return None
+    nx = min(max(int(round(x0 + bx * factor)), 0), width - side)
+    ny = min(max(int(round(y0 + by * factor)), 0), height - side)
+    return (nx, ny, side, side)
 
 
 class FaceTracker:
     """Tracks of the faces in consecutive frames of one video or stream (see the module docstring)."""
 
     def __init__(
-        self, detector, detect_every: int = DETECT_EVERY, max_missed: int = 0, min_iou: float = MIN_IOU
+        self,
+        detector,
+        detect_every: int = DETECT_EVERY,
+        max_missed: int = 0,
+        min_iou: float = MIN_IOU,
+        refine_every: int = REFINE_EVERY,
     ):
-        if detect_every < 1 or max_missed < 0:
+        if detect_every < 1 or max_missed < 0 or refine_every < 1:
             raise ValueError(
-                f"detect_every must be >= 1 and max_missed >= 0, got {detect_every}, {max_missed}"
+                "detect_every and refine_every must be >= 1 and max_missed >= 0, got "
+                f"{detect_every}, {refine_every}, {max_missed}"
             )
         self.detector = detector
         self.detect_every = detect_every
+        self.refine_every = refine_every
         self.max_missed = max_missed
         self.min_iou = min_iou
         self.tracks: list[Track] = []
         self.ended: list[int] = []
         self.full_detections = 0  # how many frames had a full detection (for benchmarks)
+        self.near_detections = 0  # how many detections near a last box (for benchmarks)
         self._next_id = 0
         self._frames = 0
         self._lost = False
@@ -67,7 +128,7 @@ class FaceTracker:
         self._frames += 1
         if full:
             self.full_detections += 1
-            self._assign(self.detector.detect(image))
+            self._assign(image, self.detector.detect(image))
         else:
             self._follow(image)
         self._drop_duplicates()
@@ -78,13 +139,38 @@ class FaceTracker:
 
     def _follow(self, image) -> None:
         for track in self.tracks:
-            box = self.detector.detect_near(image, track.box)
+            track.since_anchor += 1
+            refine = track.since_anchor % self.refine_every == 0
+            box = None if refine else self._by_template(image, track)
+            box = self._near(image, track) if box is None else box
+            box = self._by_template(image, track) if box is None and refine else box  # detector missed it
             if box is None:
                 track.missed += 1
             else:
                 track.box, track.missed = tuple(box), 0
 
-    def _assign(self, boxes: list) -> None:
+    def _by_template(self, image, track: Track):
+        """The track's box moved by template matching; None without a template, when it does not
+        match, or when the detector has not confirmed the face for more than ``detect_every`` frames."""
+        if track.template is None or track.since_anchor > self.detect_every:
+            return None
+        return follow_template(image, track.box, track.template)
+
+    def _near(self, image, track: Track):
+        """The detector near the track's last box; when it finds the face, the track is re-anchored."""
+        self.near_detections += 1
+        box = self.detector.detect_near(image, track.box)
+        if box is not None:
+            self._anchor(image, track, box)
+        return box
+
+    def _anchor(self, image, track: Track, box) -> None:
+        """The detector found the track's face at ``box``: the template is taken there."""
+        track.since_anchor = 0
+        if self.refine_every > 1:
+            track.template = face_template(image, box)
+
+    def _assign(self, image, boxes: list) -> None:
         """Continue the best-overlapping track of each detection (each track once), or start one."""
         pairs = sorted(
             ((box_iou(b, t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self.tracks)),
@@ -99,12 +185,19 @@ class FaceTracker:
             taken_boxes.add(i)
             taken_tracks.add(j)
             self.tracks[j].box, self.tracks[j].missed = tuple(boxes[i]), 0
+            self._anchor(image, self.tracks[j], boxes[i])
         for j, track in enumerate(self.tracks):
-            if j not in taken_tracks:
-                track.missed += 1
+            if j not in taken_tracks:  # the detector missed it here: its template may still follow it
+                track.since_anchor += 1
+                box = self._by_template(image, track)
+                if box is None:
+                    track.missed += 1
+                else:
+                    track.box, track.missed = tuple(box), 0
         for i, box in enumerate(boxes):
             if i not in taken_boxes:
                 self.tracks.append(Track(self._next_id, tuple(box)))
+                self._anchor(image, self.tracks[-1], box)
                 self._next_id += 1
 
     def _drop_duplicates(self) -> None:

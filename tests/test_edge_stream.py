@@ -10,7 +10,7 @@ from edge import predict as cli
 from edge.faces import FaceDetector, box_iou, haar_cascade_path
 from edge.runtime import EdgeError, EmotionModel, result_to_json
 from edge.summary import VideoSummary
-from edge.tracking import FaceTracker
+from edge.tracking import FaceTracker, face_template, follow_template
 from edge.uncertainty import normalised_entropy
 from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture, rendered_face
 
@@ -61,7 +61,7 @@ class ScriptedDetector:
 def test_faces_keep_their_ids_by_overlap_and_a_new_face_gets_a_new_id():
     left, right = (0, 0, 10, 10), (50, 0, 10, 10)
     detector = ScriptedDetector([[left, right], [(51, 1, 10, 10), (1, 0, 10, 10)], [(200, 200, 10, 10)]])
-    tracker = FaceTracker(detector, detect_every=1)
+    tracker = FaceTracker(detector, detect_every=1, refine_every=1)  # no images: no templates
     first = tracker.update(None)
     assert [(t.id, t.box) for t in first] == [(0, left), (1, right)]
     second = tracker.update(None)  # listed in the other order: each keeps its id by overlap
@@ -73,7 +73,7 @@ def test_faces_keep_their_ids_by_overlap_and_a_new_face_gets_a_new_id():
 def test_full_detection_every_k_frames_and_after_a_loss():
     box = (20, 20, 30, 30)
     detector = ScriptedDetector([[box]] * 10, lose={(21, 20, 30, 30)})
-    tracker = FaceTracker(detector, detect_every=4, max_missed=1)
+    tracker = FaceTracker(detector, detect_every=4, max_missed=1, refine_every=1)
     ids = [[t.id for t in tracker.update(None)] for _ in range(8)]
     # Frame 0 detects; 1 follows the face to x = 21; 2 loses it near x = 21 (missed, kept: max_missed
     # 1); 3 detects (after a loss), 4 detects (every 4th frame); 5 follows, 6 loses, 7 detects.
@@ -83,7 +83,7 @@ def test_full_detection_every_k_frames_and_after_a_loss():
 
 def test_a_track_ends_after_max_missed_frames_without_its_face():
     detector = ScriptedDetector([[(0, 0, 10, 10)], [], [], []])
-    tracker = FaceTracker(detector, detect_every=1, max_missed=2)
+    tracker = FaceTracker(detector, detect_every=1, max_missed=2, refine_every=1)
     tracker.update(None)
     assert tracker.update(None) == [] and tracker.ended == []
     assert tracker.update(None) == [] and tracker.ended == []
@@ -93,7 +93,7 @@ def test_a_track_ends_after_max_missed_frames_without_its_face():
 def test_two_tracks_on_one_face_become_one():
     detector = ScriptedDetector([[(0, 0, 20, 20), (40, 0, 20, 20)]])
     detector.detect_near = lambda image, box: (10, 0, 20, 20)  # both find the same face
-    tracker = FaceTracker(detector, detect_every=5)
+    tracker = FaceTracker(detector, detect_every=5, refine_every=1)
     tracker.update(None)
     assert [t.id for t in tracker.update(None)] == [0] and tracker.ended == [1]
 
@@ -121,6 +121,40 @@ def test_detect_near_finds_the_face_a_full_detection_finds_and_nothing_where_it_
     assert near is not None and box_iou(near, reference) >= 0.7, (near, reference)
     blank = np.full_like(face_canvas, 120)
     assert detector.detect_near(blank, full) is None
+
+
+def test_template_matching_follows_a_moved_face_and_finds_nothing_on_a_blank_frame(face_canvas):
+    box = (200, 120, 170, 170)  # the rendered face's square
+    template = face_template(face_canvas, box)
+    moved = np.roll(face_canvas, (6, 8), axis=(0, 1))  # the face 8 px right, 6 px down
+    got = follow_template(moved, box, template)
+    # The match is found on a copy shrunk 170 / 32 = 5.3x: the position is known to about +-3 px,
+    # so IoU with the true box >= 0.9 (the size is kept).
+    assert got is not None and got[2:] == (170, 170) and box_iou(got, (208, 126, 170, 170)) >= 0.9, got
+    assert follow_template(np.full_like(face_canvas, 120), box, template) is None
+
+
+def test_a_face_the_detector_misses_is_followed_by_its_template_for_at_most_detect_every_frames(face_canvas):
+    class Detector:  # finds the face once; detect_near never finds it
+        full = near = 0
+
+        def detect(self, image):
+            self.full += 1
+            return [(200, 120, 170, 170)] if self.full == 1 else []
+
+        def detect_near(self, image, box):
+            self.near += 1
+
+    detector = Detector()
+    tracker = FaceTracker(detector, detect_every=6, refine_every=3)
+    seen = [[(t.id, t.box) for t in tracker.update(np.roll(face_canvas, 4 * k, axis=1))] for k in range(8)]
+    # Frame 0 detects; 1-5 follow by template (3: the detector near the box first, it misses); 6 is a
+    # full detection that misses the face, its template still follows it (6 frames since the detector
+    # found it: detect_every); 7: the template may no longer be used, the detector misses: lost.
+    assert [len(tracks) for tracks in seen] == [1] * 7 + [0] and tracker.ended == [0]
+    assert detector.full == 2 and detector.near == 2  # frames 3 and 7 (6 was a full detection)
+    for k, ((face, box),) in enumerate(seen[:7]):
+        assert face == 0 and box_iou(box, (200 + 4 * k, 120, 170, 170)) >= 0.9, (k, box)
 
 
 # ---------------------------------------------------------------- stream models
@@ -213,7 +247,8 @@ def test_cli_keeps_state_per_face_and_resets_it_when_a_face_is_new(
     for k, present in enumerate(right_present):
         image = np.full((48, 120, 3), 90, np.uint8)
         image[4:44, 4:44] = np.roll(face, 2 * k, axis=1)
-        image[4:44, 76:116] = np.roll(face, -3 * k, axis=0)
+        if present:  # absent: the frame has no face there (nothing for a template to follow either)
+            image[4:44, 76:116] = np.roll(face, -3 * k, axis=0)
         frames.append(image)
         script.append([(4, 4, 40, 40)] + ([(76, 4, 40, 40)] if present else []))
     video = write_video(tmp_path / "two.avi", frames)
