@@ -110,18 +110,24 @@ def frame_count(capture):
 
 
 class FaceStates:
-    """What one video carries per face track (``edge.tracking`` ids): a stream model's state and,
-    with --smooth, the exponentially smoothed outputs. A track that ends takes its state with it."""
+    """What one video carries per face track (``edge.tracking`` ids): a stream model's state (reset
+    every ``state.reset_every`` frames of the face, as in training) and, with --smooth, the
+    exponentially smoothed outputs. A track that ends takes its state with it."""
 
     def __init__(self, model: EmotionModel, alpha):
         self.model = model
         self.alpha = alpha
+        self.reset_every = model.state["reset_every"] if model.state is not None else 0
         self.state = {}  # track id -> the stream model's state after the face's last frame
+        self.seen = {}  # track id -> frames of the face stepped so far
         self.smoothed = {}  # track id -> smoothed raw outputs
 
     def outputs(self, face_id, face_rgb) -> dict:
         """Raw outputs for this frame's crop of face ``face_id``: its state carried, then smoothed."""
-        raw, self.state[face_id] = self.model.step(face_rgb, self.state.get(face_id))
+        seen = self.seen.get(face_id, 0)
+        state = None if self.reset_every and seen % self.reset_every == 0 else self.state.get(face_id)
+        raw, self.state[face_id] = self.model.step(face_rgb, state)
+        self.seen[face_id] = seen + 1
         if self.alpha is not None:
             if face_id in self.smoothed:
                 raw = self.model.smooth(self.smoothed[face_id], raw, self.alpha)
@@ -131,6 +137,7 @@ class FaceStates:
     def end(self, face_ids) -> None:
         for face_id in face_ids:
             self.state.pop(face_id, None)
+            self.seen.pop(face_id, None)
             self.smoothed.pop(face_id, None)
 
 

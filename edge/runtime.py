@@ -192,7 +192,8 @@ def _check_thresholds(meta, path):
 
 
 def _check_state(meta, path):
-    """A stream model's ``state`` block: the contract's tensor names, a positive size, max_gap >= 0."""
+    """A stream model's ``state`` block: the contract's tensor names, a positive size, max_gap >= 0,
+    reset_every >= 0 (absent in older exports: 0, never reset)."""
     state = meta.get("state")
     if state is None:
         return
@@ -201,7 +202,8 @@ def _check_state(meta, path):
     for key, names in (("inputs", STATE_INPUTS), ("outputs", STATE_OUTPUTS)):
         if state.get(key) != list(names):
             raise _meta_error(path, f"state.{key}", state.get(key), f"must be {list(names)}")
-    for key, low in (("size", 1), ("max_gap", 0)):
+    state.setdefault("reset_every", 0)
+    for key, low in (("size", 1), ("max_gap", 0), ("reset_every", 0)):
         if not _is_int(state.get(key)) or state[key] < low:
             raise _meta_error(path, f"state.{key}", state.get(key), f"must be an integer >= {low}")
 
@@ -432,7 +434,9 @@ class EmotionModel:
         """(raw outputs, next state) of one frame of a stream; ``state`` None: the stream's first frame.
 
         A per-frame model has no state: (its raw outputs, {}). The state is the model's own float32
-        tensors, to be passed back unchanged with the next frame of the same face.
+        tensors, to be passed back unchanged with the next frame of the same face, and replaced by
+        None every ``state["reset_every"]`` frames of that face (when > 0): the model was trained on
+        clips of that many frames from a zero state (``edge.predict`` does this per face).
         """
         outputs = self._invoke(face_rgb, self.initial_state() if state is None else state)
         if self.state is None:

@@ -1,9 +1,10 @@
-"""Predictions of temporal EMENets over whole video segments in frame order, state carried.
+"""Predictions of temporal EMENets over whole video segments in frame order, state carried and reset.
 
 Evaluation, soft labels and per-epoch validation of a temporal run see every frame once, as the
 edge runtime does: each segment (``clips.segments``: a video cut where more than ``max_gap``
-frames are missing) runs through the GRU heads from a zero state at its first frame to its last,
-the state carried over masked steps, never across segments. Images are read by the per-frame
+frames are missing) runs through the GRU heads in frame order, the state carried over masked
+steps and reset to zero every ``reset_every`` seen frames (``clips.chunks``: the run's clip
+length ``--temporal``, the condition the heads were trained in), never carried across segments. Images are read by the per-frame
 pipeline (a frame whose image fails to decode is named there and becomes a masked step) and each
 model's backbone runs once per frame; only the heads run per segment, so MC Dropout passes (its
 dropout sits before the GRUs) reuse the embeddings.
@@ -40,6 +41,7 @@ class Segments:
     batch_size: int
     max_gap: int | None
     bad_images: pipeline.BadImageLog | None = None  # where the images that fail to decode are named
+    reset_every: int = 0  # seen frames between state resets (0: never; clips.chunks)
 
 
 def frame_source(
@@ -52,7 +54,8 @@ def frame_source(
     """
     size = input_size(cfg.model, cfg.image_size)
     if cfg.temporal:
-        return Segments(index, size, batch_size, None if independent else cfg.temporal_max_gap, bad_images)
+        max_gap = None if independent else cfg.temporal_max_gap
+        return Segments(index, size, batch_size, max_gap, bad_images, reset_every=cfg.temporal)
     return pipeline.make_dataset(index, size, batch_size, training=False, bad_images=bad_images)
 
 
@@ -71,7 +74,11 @@ def predict_segments(models, source: Segments, passes: int = 1, keep_members: bo
     """
     models = models if isinstance(models, (list, tuple)) else [models]
     embeddings, ids = _embeddings([tm.frame_net(m) for m in models], source)
-    steps = clips.segments(source.index.subset(ids), source.max_gap)
+    steps = [
+        chunk
+        for segment in clips.segments(source.index.subset(ids), source.max_gap)
+        for chunk in clips.chunks(segment, source.reset_every)
+    ]
     per_pass = []
     for model, emb in zip(models, embeddings, strict=True):
         run = _heads_function(tm.heads_net(model))

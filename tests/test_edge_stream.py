@@ -1,6 +1,7 @@
 """The edge video path: face tracks between detections, stream models carrying GRU state per face, summaries."""
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -172,6 +173,27 @@ def test_a_stream_model_carries_its_state(stream_models):
     after_a = model.step(faces[1], model.step(faces[2], None)[1])[0]
     after_b = model.step(faces[1], model.step(faces[3], None)[1])[0]
     assert np.abs(after_a["expr_probs"] - after_b["expr_probs"]).max() > 1e-3
+
+
+def test_a_face_state_is_reset_every_reset_every_frames(stream_models, tmp_path):
+    """edge.predict's per-face state: carried within a chunk of state.reset_every frames, reset to
+    zero at the next (the clip length the GRU heads were trained on); never reset without the key."""
+    source = stream_models["float"]
+    shutil.copy(source, tmp_path / "stream.tflite")
+    with open(source[: -len(".tflite")] + ".json") as f:
+        meta = json.load(f)
+    meta["state"]["reset_every"] = 3
+    (tmp_path / "stream.json").write_text(json.dumps(meta))
+    faces = [golden_images()[n] for n in sorted(golden_images())][:3] * 2
+    for path, every in ((tmp_path / "stream.tflite", 3), (source, 0)):
+        model = EmotionModel(str(path))
+        assert model.state["reset_every"] == every
+        states = cli.FaceStates(model, None)
+        got = [states.outputs(7, face)["expr_probs"] for face in faces]
+        fresh = model.step(faces[1], None)[0]["expr_probs"]
+        assert np.abs(got[1] - fresh).max() > 1e-3  # the state is carried within a chunk
+        same = [np.array_equal(a, b) for a, b in zip(got[:3], got[3:], strict=True)]
+        assert same == ([True] * 3 if every else [False] * 3)  # the same crops after a reset: identical
 
 
 def test_stream_int8_follows_the_float_stream(stream_models):

@@ -163,14 +163,10 @@ def test_masked_steps_never_reach_the_backbone_in_training(data_dir):
         np.testing.assert_array_equal(a, b)
 
 
-def test_segment_inference_carries_state_within_a_segment_and_resets_between(data_dir):
-    val = affwild2.load_split(data_dir, "validation")
-    net = tm.build_temporal_emenet("tiny", seed=1)
-    pred = predict_segments(net, Segments(val, 32, 16, max_gap=5))
-    np.testing.assert_array_equal(pred["frame_id"], np.arange(len(val)))
-    assert pred["expr"].shape == (len(val), 7) and pred["va"].shape == (len(val), 2, 20)
-    # Oracle: each segment through the whole model at once, from a zero state.
-    for steps in clips.segments(val, 5):
+def _whole_model_oracle(net, val, timelines) -> dict:
+    """{index row: EXPR probabilities} of each timeline through the whole model at once, from a zero state."""
+    out = {}
+    for steps in timelines:
         present = steps >= 0
         images = np.zeros((1, len(steps), 32, 32, 3), np.float32)
         for k, row in enumerate(steps):
@@ -186,14 +182,39 @@ def test_segment_inference_carries_state_within_a_segment_and_resets_between(dat
                     )
                     / 255.0
                 )
-        out = net({"image": images, "frame_mask": present[None].astype(np.float32)})
-        probs = tf.nn.softmax(out["expr"][0]).numpy()[present]
+        logits = net({"image": images, "frame_mask": present[None].astype(np.float32)})["expr"][0]
+        out.update(zip(steps[present].tolist(), tf.nn.softmax(logits).numpy()[present], strict=True))
+    return out
+
+
+def test_segment_inference_carries_state_within_a_segment_and_resets_between(data_dir):
+    val = affwild2.load_split(data_dir, "validation")
+    net = tm.build_temporal_emenet("tiny", seed=1)
+    for reset_every in (0, 4):
+        pred = predict_segments(net, Segments(val, 32, 16, max_gap=5, reset_every=reset_every))
+        np.testing.assert_array_equal(pred["frame_id"], np.arange(len(val)))
+        assert pred["expr"].shape == (len(val), 7) and pred["va"].shape == (len(val), 2, 20)
+        # Oracle: each segment (each chunk of 4 seen frames with resets) through the whole model at once.
+        timelines = [c for steps in clips.segments(val, 5) for c in clips.chunks(steps, reset_every)]
+        if reset_every:
+            assert len(timelines) > len(clips.segments(val, 5))  # the resets happen
+        oracle = _whole_model_oracle(net, val, timelines)
+        rows = np.array(sorted(oracle))
         # Same kernels, different batching of the backbone (a batch of frames vs one segment): 1e-5.
-        np.testing.assert_allclose(pred["expr"][steps[present]], probs, atol=1e-5)
+        np.testing.assert_allclose(pred["expr"][rows], np.stack([oracle[r] for r in rows]), atol=1e-5)
     # max_gap None: every frame alone, as from a zero state.
     alone = predict_segments(net, Segments(val.subset(np.arange(3)), 32, 16, max_gap=None))
     first = predict_segments(net, Segments(val.subset(np.arange(1, 2)), 32, 16, max_gap=5))
     np.testing.assert_allclose(alone["expr"][1], first["expr"][0], atol=1e-6)
+
+
+def test_chunks_hold_reset_every_seen_frames_with_masked_steps_kept_before_the_next():
+    m = clips.MASKED
+    steps = np.array([m, 10, 11, m, m, 12, 13, 14, m, 15])
+    got = clips.chunks(steps, 2)
+    assert [c.tolist() for c in got] == [[10, 11, m, m], [12, 13], [14, m, 15]], got
+    assert [c.tolist() for c in clips.chunks(steps, 0)] == [steps.tolist()]
+    assert [c.tolist() for c in clips.chunks(steps, 100)] == [steps[1:].tolist()]
 
 
 def test_temporal_flags_are_checked():
@@ -278,21 +299,22 @@ def test_a_temporal_run_exports_stream_models_that_equal_the_sequence_model(temp
     meta = json.loads(open(summary["files"]["student_stream_int8"][: -len(".tflite")] + ".json").read())
     assert meta["state"] == {
         "inputs": ["h_au", "h_expr", "h_va"], "outputs": ["next_h_au", "next_h_expr", "next_h_va"],
-        "size": 128, "max_gap": cfg.temporal_max_gap,
+        "size": 128, "max_gap": cfg.temporal_max_gap, "reset_every": cfg.temporal,
     }  # fmt: skip
     assert summary["parity"]["student_stream_float32"]["float_max_abs_diff"] <= 1e-4
-    # Independently: the float stream over video segments, state carried, is the Keras sequence model.
+    # Independently: the float stream over video segments, state carried and reset every cfg.temporal
+    # frames, is the Keras sequence model over the same chunks.
     member = RunDir(cfg.workdir).load_member(cfg, 1, 0)
     two_videos = affwild2.load_split(cfg.data_dir, "train")  # (validation holds one video)
-    frames = stream.sequence_frames(two_videos, 32, 30, cfg.temporal_max_gap)
+    frames = stream.sequence_frames(two_videos, 32, 30, cfg.temporal_max_gap, cfg.temporal)
     with open(summary["files"]["student_stream_float32"], "rb") as f:
         lite = run_tflite(f.read(), frames["image"], starts=frames["start"])
-    keras_out = stream.StreamModule([member], 32, cfg.temporal_max_gap).keras_outputs(
+    keras_out = stream.StreamModule([member], 32, cfg.temporal_max_gap, cfg.temporal).keras_outputs(
         frames["image"], frames["start"]
     )
     # float32 TFLite vs TF kernels through a GRU over a few frames: 1e-4 (the export's own target).
     np.testing.assert_allclose(lite["expr_probs"], keras_out["expr_probs"], atol=1e-4)
-    assert frames["start"].sum() >= 2  # more than one segment: the state was reset between them
+    assert frames["start"].sum() >= 30 // cfg.temporal  # resets within segments and between them
     # Builtin ops only (no Flex), and every input of the int8 model float32 (the state stays float).
     with open(summary["files"]["student_stream_int8"], "rb") as f:
         content = f.read()

@@ -147,11 +147,15 @@ def _groups(members: list, suffix: str) -> list[tuple[str, list]]:
 def _stream_jobs(cfg, members, splits, image_size, validation_frames, representative_frames) -> list:
     """Export jobs of a temporal run: ``student_stream`` and ``ensemble_stream`` (``stream.StreamModule``),
     checked and calibrated on validation segments in frame order, quantised with training segments."""
-    frames = sequence_frames(splits["validation"], image_size, validation_frames, cfg.temporal_max_gap)
-    train = sequence_frames(splits["train"], image_size, representative_frames, cfg.temporal_max_gap)
+    frames = sequence_frames(
+        splits["validation"], image_size, validation_frames, cfg.temporal_max_gap, cfg.temporal
+    )
+    train = sequence_frames(
+        splits["train"], image_size, representative_frames, cfg.temporal_max_gap, cfg.temporal
+    )
     jobs = []
     for name, group in _groups(members, STREAM_SUFFIX):
-        module = StreamModule(group, image_size, cfg.temporal_max_gap)
+        module = StreamModule(group, image_size, cfg.temporal_max_gap, cfg.temporal)
         jobs.append((name, group, frames, module.representative(train), module))
     return jobs
 

@@ -29,7 +29,7 @@ from emenet_tf.models import temporal as tm
 class StreamModule(tf.Module):
     """A temporal model or ensemble, one step: ``serve(image, h_au, h_expr, h_va)`` -> outputs, next state."""
 
-    def __init__(self, members: list, image_size: int, max_gap: int):
+    def __init__(self, members: list, image_size: int, max_gap: int, reset_every: int = 0):
         super().__init__()
         self.members = list(members)
         self.steps = [tm.build_stream_step(m) for m in self.members]
@@ -37,6 +37,7 @@ class StreamModule(tf.Module):
         self.units = tm.state_size(self.members[0])
         self.state_size = self.units * len(self.members)
         self.max_gap = int(max_gap)
+        self.reset_every = int(reset_every)
         specs = [tf.TensorSpec((1, self.image_size, self.image_size, 3), tf.float32, name=INPUT_NAME)]
         specs += [tf.TensorSpec((1, self.state_size), tf.float32, name=n) for n in STATE_INPUTS]
         self.serve = tf.function(self._serve, input_signature=specs)
@@ -47,13 +48,16 @@ class StreamModule(tf.Module):
 
     @property
     def state(self) -> dict:
-        """The metadata's state block: the state tensors, their size, and how many frames without
-        its face a stream keeps a face's state (the gap training bridged: ``--temporal_max_gap``)."""
+        """The metadata's state block: the state tensors, their size, how many frames without its
+        face a stream keeps a face's state (the gap training bridged: ``--temporal_max_gap``), and
+        after how many seen frames of a face its state is reset to zero (the clip length trained
+        on, ``--temporal``: see ``clips.chunks``)."""
         return {
             "inputs": list(STATE_INPUTS),
             "outputs": list(STATE_OUTPUTS),
             "size": self.state_size,
             "max_gap": self.max_gap,
+            "reset_every": self.reset_every,
         }
 
     def zero_state(self) -> dict:
@@ -108,13 +112,16 @@ def _segments(starts: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(firsts, firsts[1:] + [len(starts)], strict=True))
 
 
-def sequence_frames(index: FrameIndex, image_size: int, count: int, max_gap: int) -> dict:
+def sequence_frames(
+    index: FrameIndex, image_size: int, count: int, max_gap: int, reset_every: int = 0
+) -> dict:
     """About ``count`` validation frames in video order for stream parity and calibration.
 
     Takes the first frames of each of the index's segments (gaps of at most ``max_gap`` missing
     frames bridged, as in evaluation), as many from each as ``count`` allows; returns
-    image (N,S,S,3), expr, expr_mask and start (N,) bool: a segment begins there (state reset).
-    Frames whose image fails to decode are left out (a segment continues over them).
+    image (N,S,S,3), expr, expr_mask and start (N,) bool: the state is reset there (a segment
+    begins, or ``reset_every`` frames of it have been seen: ``clips.chunks``). Frames whose image
+    fails to decode are left out (a segment continues over them).
     """
     segments = clips.segments(index, max_gap)
     per_segment = max(8, -(-count // len(segments)))
@@ -130,5 +137,7 @@ def sequence_frames(index: FrameIndex, image_size: int, count: int, max_gap: int
     parts = [{k: batch[k].numpy() for k in ("image", "expr", "expr_mask", "frame_id")} for batch in ds]
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     segment = segment_of[out.pop("frame_id")]
-    out["start"] = np.concatenate([[True], segment[1:] != segment[:-1]])
+    first = np.concatenate([[True], segment[1:] != segment[:-1]])
+    seen = np.arange(len(segment)) - np.maximum.accumulate(np.where(first, np.arange(len(segment)), 0))
+    out["start"] = first | ((seen % reset_every == 0) if reset_every > 0 else False)
     return out
