@@ -193,7 +193,7 @@ def _check_thresholds(meta, path):
 
 def _check_state(meta, path):
     """A stream model's ``state`` block: the contract's tensor names, a positive size, max_gap >= 0,
-    reset_every >= 0 (absent in older exports: 0, never reset)."""
+    reset_every >= 0 (absent in older exports: filled in as 0, never reset)."""
     state = meta.get("state")
     if state is None:
         return
@@ -209,7 +209,9 @@ def _check_state(meta, path):
 
 
 def validate_metadata(meta, path) -> dict:
-    """Check a metadata dict's types and ranges (schema: ARCHITECTURE.md); EdgeError naming the key."""
+    """Check a metadata dict's types and ranges (schema: ARCHITECTURE.md); EdgeError naming the key.
+
+    Fills in what older exports lack: ``state.reset_every`` 0."""
     if not isinstance(meta, dict):
         raise _meta_error(path, "root", type(meta).__name__, "must be a JSON object")
     if meta.get("format") != FORMAT:

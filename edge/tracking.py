@@ -1,9 +1,10 @@
 """Faces followed through a video: full detection every k frames; in between each face is followed
 by template matching and re-found by the detector near its last box every few frames.
 
-The video path is detection-bound: a full Haar detection of a 640x480 frame costs ~200x the model's
-inference, a detection near the last box (``FaceDetector.detect_near``) ~5x, template matching
-~0.2x. ``FaceTracker`` therefore runs the detector on the whole frame (its ``detect``: on a copy at
+The video path is detection-bound. On the benchmark clip (``benchmarks/edge_pipeline.py``: 640x480,
+one thread, Haar backend) a full detection costs ~100 ms, a detection near the last box
+(``FaceDetector.detect_near``) ~5 ms, template matching ~0.2 ms, the int8 model ~0.05 ms.
+``FaceTracker`` therefore runs the detector on the whole frame (its ``detect``: on a copy at
 most ``detect_size`` a side) only on the first frame, every ``detect_every`` frames (to find new
 faces), and on the frame after a face was lost. On the frames in between, each face is followed
 two ways, the cheaper first:
@@ -15,7 +16,9 @@ two ways, the cheaper first:
   template. If it misses the face where the template still matches, the template's box is kept.
 A face a full detection misses is followed by its template too (the Haar detector misses some
 expressions and poses for a while), but only for ``detect_every`` frames after the detector last
-found it. A face nothing finds is lost for that frame, and the next frame gets a full detection.
+found it, and never with ``detect_every`` 1 (the detector alone). A face nothing finds is lost for
+that frame (its track ends, or is kept missing up to ``max_missed`` frames), and the next frame
+gets a full detection. Boxes are squares (x, y, s, s), as ``FaceDetector`` gives them.
 
 Each face has a track id while it is followed: a detection continues the track whose box it
 overlaps most (IoU >= ``min_iou``), else starts a new one (a new or changed face). A track that
@@ -65,8 +68,9 @@ def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
 
 
 def follow_template(image_rgb: np.ndarray, box, template: np.ndarray) -> tuple | None:
-    """The box of the same size where ``template`` matches best within SEARCH box sides of ``box``,
-    or None if the best normalised cross-correlation is below MIN_MATCH or the region is too small."""
+    """The square box of the same size where ``template`` matches best within SEARCH box sides of
+    ``box`` (a square), or None if the best normalised cross-correlation is below MIN_MATCH or the
+    region is too small."""
     height, width = image_rgb.shape[:2]
     x, y, side = int(box[0]), int(box[1]), int(box[2])
     if side < 2 or side > min(width, height):
@@ -134,7 +138,7 @@ class FaceTracker:
         self._drop_duplicates()
         self.ended = [t.id for t in self.tracks if t.missed > self.max_missed]
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
-        self._lost = any(t.missed for t in self.tracks)
+        self._lost = bool(self.ended) or any(t.missed for t in self.tracks)
         return sorted((t for t in self.tracks if t.missed == 0), key=lambda t: tuple(t.box))
 
     def _follow(self, image) -> None:
@@ -151,8 +155,9 @@ class FaceTracker:
 
     def _by_template(self, image, track: Track):
         """The track's box moved by template matching; None without a template, when it does not
-        match, or when the detector has not confirmed the face for more than ``detect_every`` frames."""
-        if track.template is None or track.since_anchor > self.detect_every:
+        match, when the detector has not confirmed the face for more than ``detect_every`` frames, or
+        with ``detect_every`` 1 (the detector alone)."""
+        if track.template is None or self.detect_every == 1 or track.since_anchor > self.detect_every:
             return None
         return follow_template(image, track.box, track.template)
 

@@ -82,6 +82,17 @@ def test_full_detection_every_k_frames_and_after_a_loss():
     assert ids == [[0], [0], [], [0], [0], [0], [], [0]] and tracker.ended == []
 
 
+def test_a_face_lost_beside_another_brings_a_full_detection_on_the_next_frame():
+    left, right = (0, 0, 10, 10), (50, 0, 10, 10)
+    detector = ScriptedDetector([[left, right], [(1, 0, 10, 10), right]], lose={(50, 0, 10, 10)})
+    tracker = FaceTracker(detector, detect_every=30, refine_every=1)
+    tracker.update(None)
+    assert [t.id for t in tracker.update(None)] == [0] and tracker.ended == [1]  # right lost near its box
+    assert detector.full == 1
+    tracker.update(None)  # the next frame looks for faces in the whole frame: right is found again
+    assert detector.full == 2 and [t.id for t in tracker.tracks] == [0, 2]
+
+
 def test_a_track_ends_after_max_missed_frames_without_its_face():
     detector = ScriptedDetector([[(0, 0, 10, 10)], [], [], []])
     tracker = FaceTracker(detector, detect_every=1, max_missed=2, refine_every=1)
@@ -177,17 +188,20 @@ def test_a_stream_model_carries_its_state(stream_models):
 
 def test_a_face_state_is_reset_every_reset_every_frames(stream_models, tmp_path):
     """edge.predict's per-face state: carried within a chunk of state.reset_every frames, reset to
-    zero at the next (the clip length the GRU heads were trained on); never reset without the key."""
+    zero at the next (the clip length the GRU heads were trained on); never reset when the key is 0
+    or absent (an export from before the key)."""
     source = stream_models["float"]
-    shutil.copy(source, tmp_path / "stream.tflite")
     with open(source[: -len(".tflite")] + ".json") as f:
         meta = json.load(f)
-    meta["state"]["reset_every"] = 3
-    (tmp_path / "stream.json").write_text(json.dumps(meta))
     faces = [golden_images()[n] for n in sorted(golden_images())][:3] * 2
-    for path, every in ((tmp_path / "stream.tflite", 3), (source, 0)):
-        model = EmotionModel(str(path))
-        assert model.state["reset_every"] == every
+    for name, every in (("three", 3), ("zero", 0), ("absent", None)):
+        shutil.copy(source, tmp_path / f"{name}.tflite")
+        meta["state"].pop("reset_every", None)
+        if every is not None:
+            meta["state"]["reset_every"] = every
+        (tmp_path / f"{name}.json").write_text(json.dumps(meta))
+        model = EmotionModel(str(tmp_path / f"{name}.tflite"))
+        assert model.state["reset_every"] == (every or 0)
         states = cli.FaceStates(model, None)
         got = [states.outputs(7, face)["expr_probs"] for face in faces]
         fresh = model.step(faces[1], None)[0]["expr_probs"]
@@ -208,14 +222,15 @@ def test_stream_int8_follows_the_float_stream(stream_models):
 
 
 def test_stream_metadata_that_does_not_match_is_one_line(stream_models, tmp_path):
-    import shutil
-
     path = shutil.copy(stream_models["float"], tmp_path / "m.tflite")
     meta = json.loads(open(stream_models["float"][: -len(".tflite")] + ".json").read())
     for change, message in (
         ({"size": 64}, "state.size"),
         ({"inputs": ["h_au"]}, "state.inputs"),
         ({"max_gap": -1}, "state.max_gap"),
+        ({"reset_every": -1}, "state.reset_every"),
+        ({"reset_every": "8"}, "state.reset_every"),
+        ({"reset_every": None}, "state.reset_every"),
     ):
         (tmp_path / "m.json").write_text(json.dumps({**meta, "state": {**meta["state"], **change}}))
         with pytest.raises(EdgeError, match=message):

@@ -11,10 +11,20 @@ frames without that face. Two segments are never joined, neither in a clip nor i
 Resets. The GRU heads are trained on clips of T steps, each from a zero state, so evaluation (and
 the edge runtime) runs a segment in chunks of T seen frames (``chunks``), the state reset to zero
 at each chunk's first frame: the condition the heads were trained in. Carried over whole segments
-(hundreds of frames) the state drifted where training never took it: on replicate 0 of the
-``--temporal 8`` study (generation-2 student, all validation frames; ``benchmarks/temporal_headroom.py``)
-the ABAW VA score was 0.686 carried vs 0.760 reset every 8 frames (0.746 every 32), EXPR 0.603 vs
-0.606, AU 0.699 vs 0.710.
+(hundreds of frames) the state drifted where training never took it (docs/RESEARCH.md, section 9,
+measured with ``benchmarks/temporal_headroom.py``).
+
+Windows. A segment of L steps gives windows of T steps starting at 0, stride, 2 stride, ... and,
+if those miss its end, one more ending at its last step; a segment shorter than T gives one window
+padded at the end with masked steps. A clip table is (C, T) int64 index rows, -1 for a masked step.
+
+The dataset. Clips are shuffled, flattened into frames (a header element per clip, then its
+frames), decoded in parallel with ``pipeline``'s decoder, and put back together in order. An
+image that fails to decode becomes a masked step and is named in the dataset's ``BadImageLog``
+with its reason, like the per-frame pipeline does; augmentation (``pipeline.augment_image``) is
+drawn once per clip, so all its frames are flipped and jittered alike. Batches hold ``image``
+(B, T, S, S, 3), ``frame_mask`` (B, T), ``frame_id`` (B, T) (-1 where masked), and every label,
+mask and soft label of the per-frame pipeline with a T axis after the batch axis.
 """
 
 from __future__ import annotations

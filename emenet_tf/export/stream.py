@@ -29,7 +29,7 @@ from emenet_tf.models import temporal as tm
 class StreamModule(tf.Module):
     """A temporal model or ensemble, one step: ``serve(image, h_au, h_expr, h_va)`` -> outputs, next state."""
 
-    def __init__(self, members: list, image_size: int, max_gap: int, reset_every: int = 0):
+    def __init__(self, members: list, image_size: int, max_gap: int, reset_every: int):
         super().__init__()
         self.members = list(members)
         self.steps = [tm.build_stream_step(m) for m in self.members]
