@@ -169,6 +169,33 @@ def test_a_face_the_detector_misses_is_followed_by_its_template_for_at_most_dete
         assert face == 0 and box_iou(box, (200 + 4 * k, 120, 170, 170)) >= 0.9, (k, box)
 
 
+def test_two_faces_side_by_side_keep_their_own_tracks_under_template_matching(face_canvas):
+    """Each template's search region reaches into the neighbouring face (20 px apart, half a box
+    side of search): each track must still follow its own face."""
+    face = cv2.resize(face_canvas[120:290, 200:370], (120, 120))
+    other = (face[:, ::-1] * 0.7).astype(np.uint8)  # another face: mirrored and darker
+    canvas = face_canvas.copy()
+    canvas[120:240, 150:270], canvas[120:240, 290:410] = face, other
+
+    class Detector:  # finds both faces once; detect_near never finds anything
+        def __init__(self):
+            self.script = [[(150, 120, 120, 120), (290, 120, 120, 120)]]
+
+        def detect(self, image):
+            return self.script.pop(0) if self.script else []
+
+        def detect_near(self, image, box):
+            return None
+
+    tracker = FaceTracker(Detector(), detect_every=12, refine_every=4)
+    for k in range(12):  # both move 3 px right per frame
+        seen = [(t.id, t.box) for t in tracker.update(np.roll(canvas, 3 * k, axis=1))]
+        assert [face_id for face_id, _ in seen] == [0, 1], k
+        # Matched on copies shrunk 120 / 32 = 3.75x: positions within ~2 px, IoU >= 0.9.
+        for (_, box), x in zip(seen, (150, 290), strict=True):
+            assert box_iou(box, (x + 3 * k, 120, 120, 120)) >= 0.9, (k, box)
+
+
 # ---------------------------------------------------------------- stream models
 
 
