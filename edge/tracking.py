@@ -56,6 +56,13 @@ class Track:
     template: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     since_anchor: int = 0  # frames since the detector last found this face
 
+    def place(self, box) -> None:
+        """This frame's box of the face, or None: not found in this frame (one more frame missed)."""
+        if box is None:
+            self.missed += 1
+        else:
+            self.box, self.missed = tuple(box), 0
+
 
 def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
     """The grey patch of ``box`` shrunk to TEMPLATE_PX a side, or None if the box is empty."""
@@ -148,10 +155,7 @@ class FaceTracker:
             box = None if refine else self._by_template(image, track)
             box = self._near(image, track) if box is None else box
             box = self._by_template(image, track) if box is None and refine else box  # detector missed it
-            if box is None:
-                track.missed += 1
-            else:
-                track.box, track.missed = tuple(box), 0
+            track.place(box)
 
     def _by_template(self, image, track: Track):
         """The track's box moved by template matching; None without a template, when it does not
@@ -189,16 +193,12 @@ class FaceTracker:
                 continue
             taken_boxes.add(i)
             taken_tracks.add(j)
-            self.tracks[j].box, self.tracks[j].missed = tuple(boxes[i]), 0
+            self.tracks[j].place(boxes[i])
             self._anchor(image, self.tracks[j], boxes[i])
         for j, track in enumerate(self.tracks):
             if j not in taken_tracks:  # the detector missed it here: its template may still follow it
                 track.since_anchor += 1
-                box = self._by_template(image, track)
-                if box is None:
-                    track.missed += 1
-                else:
-                    track.box, track.missed = tuple(box), 0
+                track.place(self._by_template(image, track))
         for i, box in enumerate(boxes):
             if i not in taken_boxes:
                 self.tracks.append(Track(self._next_id, tuple(box)))

@@ -4,10 +4,10 @@ Evaluation, soft labels and per-epoch validation of a temporal run see every fra
 edge runtime does: each segment (``clips.segments``: a video cut where more than ``max_gap``
 frames are missing) runs through the GRU heads in frame order, the state carried over masked
 steps and reset to zero every ``reset_every`` seen frames (``clips.chunks``: the run's clip
-length ``--temporal``, the condition the heads were trained in), never carried across segments. Images are read by the per-frame
-pipeline (a frame whose image fails to decode is named there and becomes a masked step) and each
-model's backbone runs once per frame; only the heads run per segment, so MC Dropout passes (its
-dropout sits before the GRUs) reuse the embeddings.
+length ``--temporal``, the condition the heads were trained in), never carried across segments.
+Images are read by the per-frame pipeline (a frame whose image fails to decode is named there and
+becomes a masked step) and each model's backbone runs once per frame; only the heads run per
+segment, so MC Dropout passes (its dropout sits before the GRUs) reuse the embeddings.
 
 ``frame_source(cfg, index, batch_size)`` is what ``predict_frames`` takes: the per-frame dataset
 for a per-frame run, ``Segments`` for a temporal one; ``predict_frames`` returns

@@ -112,9 +112,7 @@ def _segments(starts: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(firsts, firsts[1:] + [len(starts)], strict=True))
 
 
-def sequence_frames(
-    index: FrameIndex, image_size: int, count: int, max_gap: int, reset_every: int = 0
-) -> dict:
+def sequence_frames(index: FrameIndex, image_size: int, count: int, max_gap: int, reset_every: int) -> dict:
     """About ``count`` validation frames in video order for stream parity and calibration.
 
     Takes the first frames of each of the index's segments (gaps of at most ``max_gap`` missing
