@@ -136,6 +136,11 @@ class TrainConfig:
     synthetic_frames_per_video: int | None = _field(
         None, "Synthetic benchmark: frames per video (default: the generator's)."
     )
+    synthetic_degraded_frames: float = _field(
+        0.0,
+        "Synthetic benchmark: share of frames spoilt in short runs by a hand over the face, motion blur "
+        "or low light, labels kept (in-the-wild moments a model over time can bridge); 0: none.",
+    )
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -181,6 +186,10 @@ class TrainConfig:
             f"--lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}",
         )
         yield 0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"
+        yield (
+            0.0 <= self.synthetic_degraded_frames < 1.0,
+            f"--synthetic_degraded_frames must be in [0, 1), got {self.synthetic_degraded_frames}",
+        )
         for n in ("seed", "synthetic_seed"):
             value = getattr(self, n)
             yield 0 <= value <= MAX_SEED, f"--{n} must be in [0, {MAX_SEED}], got {value}"
@@ -235,6 +244,8 @@ class TrainConfig:
             value = getattr(self, f"synthetic_{name}")
             if value is not None:
                 args[name] = value
+        if self.synthetic_degraded_frames:
+            args["degraded_frames"] = self.synthetic_degraded_frames
         return args
 
     def to_dict(self) -> dict:

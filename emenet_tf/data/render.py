@@ -4,7 +4,8 @@ A face is a set of polygons in face space (x right, y down, unit = head half-wid
 follow the 12 AU intensities (brows from AU1/2/4, lids from AU6/7, nose from AU10, mouth from
 AU12/15/23/24/25/26, the chin from AU26), drawn anti-aliased at twice the size and downsampled.
 A video adds a per-video identity and slowly varying pose, light and sensor noise
-(``video_frames``). Out-of-domain images (``ood_image``) are noise, textures, shapes, scenes,
+(``video_frames``), and optionally degraded frames (``degrade``: a hand over part of the face,
+motion blur or low light), the moments in-the-wild video loses that a model over time can bridge. Out-of-domain images (``ood_image``) are noise, textures, shapes, scenes,
 stripes and checkers: never a face. Everything here draws from the generator it is given, so the
 images are a function of the seed alone; writing them is ``synthetic``'s job.
 """
@@ -313,18 +314,80 @@ def _frame_conditions(rng: np.random.Generator, ident: dict, n: int, size: int) 
     return pose, light, ramp, bank, picks
 
 
-def video_frames(a: np.ndarray, ident: dict, rng: np.random.Generator, skip: np.ndarray, size: int):
+def video_frames(
+    a: np.ndarray,
+    ident: dict,
+    rng: np.random.Generator,
+    skip: np.ndarray,
+    size: int,
+    degraded: np.ndarray | None = None,
+):
     """Yield (i, image) for each frame i of the AU track ``a`` (n, 12) where ``skip[i]`` is False.
 
     image: (size, size, 3) uint8 RGB, ``render_face`` of ``ident`` under the pose, light and
     sensor noise drawn from ``rng`` (all drawn before the first frame, whatever ``skip`` holds).
+    degraded: (n,) codes of ``degradation_plan`` (-1: a clean frame); their parameters are drawn
+    from ``rng`` after everything else, so the clean frames are the same with or without them.
     """
     background = _background(ident, size)
     pose, light, ramp, bank, picks = _frame_conditions(rng, ident, len(a), size)
+    seeds = rng.integers(0, 2**31, len(a)) if degraded is not None else None
     for i in range(len(a)):
         if not skip[i]:
             face = render_face(a[i], ident, background, pose[i], size)
-            yield i, _finish(face, light[i], ramp, bank[picks[i]])
+            image = _finish(face, light[i], ramp, bank[picks[i]])
+            if degraded is not None and degraded[i] >= 0:
+                image = degrade(image, DEGRADATIONS[degraded[i]], np.random.default_rng(seeds[i]), ident)
+            yield i, image
+
+
+# ---------------------------------------------------------------- degraded frames
+
+DEGRADATIONS = ("hand", "blur", "dark")
+DEGRADED_RUN = 2.0  # mean length of a run of degraded frames (a hand passing, a head turn)
+
+
+def degradation_plan(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+    """(n,) int8: the ``DEGRADATIONS`` index of each frame, -1 for a clean one.
+
+    About ``rate`` of the frames, in runs of about ``DEGRADED_RUN`` frames with one kind each.
+    """
+    starts = rng.random(n) < rate / DEGRADED_RUN
+    lengths = rng.integers(1, int(2 * DEGRADED_RUN), n)
+    kinds = rng.integers(0, len(DEGRADATIONS), n)
+    plan = np.full(n, -1, np.int8)
+    for i in np.flatnonzero(starts):
+        plan[i : i + lengths[i]] = kinds[i]
+    return plan
+
+
+def degrade(image: np.ndarray, kind: str, rng: np.random.Generator, ident: dict) -> np.ndarray:
+    """``image`` (S, S, 3) uint8 RGB under one degradation of ``DEGRADATIONS``, drawn from ``rng``.
+
+    hand: a skin-coloured ellipse over the upper (brows, eyes) or lower face (nose, mouth), a
+      third to a half of the face wide; blur: linear motion blur of 10-20% of the side at any
+      angle; dark: the light at 20-35% with sensor noise of sd 10-18 grey levels.
+    """
+    size = image.shape[0]
+    u = rng.random(5)
+    if kind == "hand":
+        out = image.copy()
+        centre = (int(size * (0.35 + 0.3 * u[0])), int(size * (0.42 if u[1] < 0.5 else 0.7)))
+        axes = (int(size * (0.2 + 0.08 * u[2])), int(size * (0.11 + 0.05 * u[3])))
+        skin = np.asarray(ident["skin"]) * (0.75 + 0.25 * u[4])
+        cv2.ellipse(out, centre, axes, 30 * u[3] - 15, 0, 360, _col(skin), -1)
+        return out
+    if kind == "blur":
+        length = max(3, int(round(size * (0.1 + 0.1 * u[0]))))
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2, :] = 1.0 / length
+        turn = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), 180 * u[1], 1.0)
+        kernel = cv2.warpAffine(kernel, turn, (length, length))
+        return cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6), borderType=cv2.BORDER_REFLECT)
+    if kind == "dark":
+        noise = rng.standard_normal(image.shape) * (10 + 8 * u[1])
+        return np.clip(image * (0.2 + 0.15 * u[0]) + noise, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown degradation {kind!r}; expected one of {DEGRADATIONS}")
 
 
 # ---------------------------------------------------------------- out-of-domain images

@@ -121,21 +121,29 @@ def make_video(
     tasks,
     size: int,
     force: int | None = None,
+    degraded_frames: float = 0.0,
 ) -> dict:
-    """Render and write one video (frames + its annotation files); return its truth and labels."""
-    r_track, r_id, r_pose, r_labels, r_miss = rng.spawn(5)
+    """Render and write one video (frames + its annotation files); return its truth and labels.
+
+    degraded_frames: the share of frames ``render.degrade`` spoils (drawn from a sixth child of
+    ``rng``: the clean frames, labels and truth are the same at any share). Their labels and
+    truth stay the face's state: annotators label the moment from the video around it.
+    """
+    r_track, r_id, r_pose, r_labels, r_miss, r_degrade = rng.spawn(6)
     a, _ = label_model.au_track(r_track, n_frames, force)
     ident = render.identity(r_id)
     truth = label_model.true_distribution(a)
     labels = label_model.sample_labels(r_labels, truth)
     no_image = _missing_runs(r_miss, n_frames, 0.02, 3.0)
     _write_annotations(out_dir, split, name, tasks, labels, r_miss, n_frames)
-    _write_frames(out_dir, name, a, ident, r_pose, no_image, size)
+    degraded = render.degradation_plan(r_degrade, n_frames, degraded_frames) if degraded_frames > 0 else None
+    _write_frames(out_dir, name, a, ident, r_pose, no_image, size, degraded)
     keep = ~no_image
     out = {key: value[keep] for key, value in truth.items()}
     out["frame"] = (np.flatnonzero(keep) + 1).astype(np.int32)
     out["video"] = np.full(int(keep.sum()), name)
     out["expr_label"] = labels["expr"][keep]
+    out["degraded"] = int((degraded[keep] >= 0).sum()) if degraded is not None else 0
     return out
 
 
@@ -151,10 +159,10 @@ def _write_annotations(out_dir, split, name, tasks, labels, rng, n_frames) -> No
             f.write("\n".join([HEADERS[task], *_format_lines(task, labels, missing)]) + "\n")
 
 
-def _write_frames(out_dir, name, a, ident, rng, no_image, size) -> None:
+def _write_frames(out_dir, name, a, ident, rng, no_image, size, degraded=None) -> None:
     folder = os.path.join(out_dir, IMAGE_DIR, name)
     _makedirs(folder)
-    for i, img in render.video_frames(a, ident, rng, no_image, size):
+    for i, img in render.video_frames(a, ident, rng, no_image, size, degraded):
         _write_jpeg(os.path.join(folder, frame_name(i + 1)), img)
 
 
@@ -253,9 +261,10 @@ def video_plan(seed: int, split: str, n_videos: int, pairs: int) -> list[tuple[i
 
 
 def _video_job(job) -> dict:
-    out_dir, seed, split, index, name, tasks, n_frames, size = job
+    out_dir, seed, split, index, name, tasks, n_frames, size, degraded_frames = job
     rng = _video_rng(seed, split, index)
-    out = make_video(out_dir, split, name, rng, n_frames, tasks, size, label_model.FORCED.get(index % 12))
+    force = label_model.FORCED.get(index % 12)
+    out = make_video(out_dir, split, name, rng, n_frames, tasks, size, force, degraded_frames)
     out["tasks"] = tasks
     return out
 
@@ -266,6 +275,7 @@ def _split_counts(parts: list[dict], n_frames: int) -> dict:
         "videos": len(parts),
         "frames": len(parts) * n_frames,
         "images": int(sum(len(p["frame"]) for p in parts)),
+        "degraded_images": int(sum(p["degraded"] for p in parts)),
         "videos_per_task": {t: sum(t in p["tasks"] for p in parts) for t in TASKS},
         "expr_sampled_label_freq": np.round(
             np.bincount(expr, minlength=NUM_EXPR) / max(len(expr), 1), 4
@@ -283,12 +293,14 @@ def generate(
     ood_images: int | None = None,
     pairs: int | None = None,
     workers: int = 1,
+    degraded_frames: float = 0.0,
 ) -> dict:
     """Write the synthetic Aff-Wild2 benchmark to ``out_dir``; return a summary dict.
 
     ``pairs`` = number of _left/_right pairs per split (default: one per split when it has >= 4
-    videos); ``ood_images`` defaults to a quarter of the validation frames, at most 400. The
-    output is a function of the arguments alone (``workers`` changes only the speed).
+    videos); ``ood_images`` defaults to a quarter of the validation frames, at most 400;
+    ``degraded_frames``: the share of frames spoilt in short runs (``render.degrade``; 0: none).
+    The output is a function of the arguments alone (``workers`` changes only the speed).
     """
     sizes = {
         "train_videos": train_videos,
@@ -298,15 +310,23 @@ def generate(
     }
     if min(sizes.values()) < 1 or image_size < 32:
         raise DataError("sizes must be positive and image_size >= 32", value=sizes)
+    if not 0.0 <= degraded_frames < 1.0:
+        raise DataError("degraded_frames must be in [0, 1)", value=degraded_frames)
     if ood_images is None:
         ood_images = min(400, val_videos * frames_per_video // 4)
     start = time.perf_counter()
     _prepare_out_dir(out_dir)
-    summary = {"seed": seed, "sizes": {**sizes, "ood_images": ood_images}, "counts": {}, "bayes_limits": {}}
+    summary = {
+        "seed": seed,
+        "sizes": {**sizes, "ood_images": ood_images},
+        "degraded_frames": degraded_frames,
+        "counts": {},
+        "bayes_limits": {},
+    }
     for split, n_videos in (("train", train_videos), ("validation", val_videos)):
         n_pairs = pairs if pairs is not None else (1 if n_videos >= 4 else 0)
         jobs = [
-            (out_dir, seed, split, i, name, tasks, frames_per_video, image_size)
+            (out_dir, seed, split, i, name, tasks, frames_per_video, image_size, degraded_frames)
             for i, name, tasks in video_plan(seed, split, n_videos, n_pairs)
         ]
         parts = _run_jobs(jobs, workers)
@@ -364,6 +384,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ood_images", type=int, default=None, help="default: val frames / 4, <= 400")
     parser.add_argument("--pairs", type=int, default=None, help="_left/_right pairs per split")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--degraded_frames", type=float, default=0.0, help="share of frames spoilt (hand, blur, dark)"
+    )
     return parser.parse_args(argv)
 
 
