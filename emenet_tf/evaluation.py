@@ -38,6 +38,7 @@ from absl import logging
 
 from edge.images import IMAGE_EXTENSIONS
 from emenet_tf import locks, metrics, plots
+from emenet_tf._keras import keras
 from emenet_tf.baselines import TemperatureScaler, mc_predict
 from emenet_tf.calibration import SPLIT_SEED, split_halves
 from emenet_tf.config import TrainConfig
@@ -235,6 +236,9 @@ def collect_predictions(
     if cfg.dirichlet_student and generations == cfg.generations:  # its teacher is the last generation
         methods.update(dirichlet_methods(run, cfg, datasets, {s: len(ix) for s, ix in indices.items()}))
     if cfg.dropout > 0:
+        # Its dropout masks come from the global random state: seeded here, so a run's own evaluation
+        # and evaluate.py later (another process history) draw the same masks and the same figures.
+        keras.utils.set_random_seed(cfg.seed)
         model = run.load_member(cfg, 0, 0, mc_dropout=True)
         for split, ds in datasets.items():
             pred = mc_predict(model, ds, mc_passes, predict=predict_frames)

@@ -196,6 +196,17 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
     assert not [n for n in os.listdir(out_dir) if n.startswith(".tmp")]
 
 
+def test_mc_dropout_figures_do_not_depend_on_what_ran_before(tiny_run, tmp_path):
+    """The run's own evaluation follows training; evaluate.py starts a fresh process: MC Dropout's
+    masks must not depend on the random state either leaves, so both give the same figures."""
+    from emenet_tf._keras import keras
+
+    first = evaluation.evaluate_run(tiny_run.workdir, out_dir=str(tmp_path / "a"), mc_passes=3)
+    keras.utils.set_random_seed(12345)  # the global seed another history leaves (a run's last member)
+    second = evaluation.evaluate_run(tiny_run.workdir, out_dir=str(tmp_path / "b"), mc_passes=3)
+    assert first["methods"]["mc_dropout"] == second["methods"]["mc_dropout"]
+
+
 def _check_against_an_independent_computation(cfg, result):
     """gen1_ensemble's EXPR NLL and accuracy, recomputed from the members' own logits with numpy on
     the evaluation half, agree with metrics.json; Temperature Scaling fits its half."""
