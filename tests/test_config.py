@@ -93,6 +93,7 @@ def test_paths_are_made_absolute(tmp_path, monkeypatch):
         ({"au_weight": 0.0, "expr_weight": 0.0, "va_weight": 0.0}, "nothing would be trained"),
         ({"lr_decay_factor": 2.0}, "--lr_decay_factor must be in (0, 1]"),
         ({"synthetic_train_videos": 0}, "--synthetic_train_videos must be >= 1"),
+        ({"synthetic_degraded_frames": 1.0}, "--synthetic_degraded_frames must be in [0, 1)"),
         ({"verbose": 5}, "--verbose must be 0, 1 or 2"),
         ({"ensemble_size": 2, "member": 2}, "--member must be in [0, 2)"),
         ({"strategy": "tpu"}, "--strategy must be one of"),

@@ -372,3 +372,54 @@ def test_cli_process_prints_one_line_for_a_bad_out_dir(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         "error: sizes must be positive"
     )
+
+
+def test_degraded_frames_spoil_only_images(tiny, tmp_path):
+    """--synthetic_degraded_frames changes some images and nothing else: the labels, the truth and
+    every clean frame are byte-identical to the clean benchmark of the same seed."""
+    out, _ = tiny
+    spoilt = str(tmp_path / "d")
+    summary = synthetic.generate(spoilt, seed=3, degraded_frames=0.3, **TINY)
+    images = sorted(
+        os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "cropped_aligned", "*", "*"))
+    )
+    _, changed, errors = filecmp.cmpfiles(out, spoilt, images, shallow=False)
+    assert not errors
+    degraded = sum(summary["counts"][s]["degraded_images"] for s in ("train", "validation"))
+    assert len(changed) == degraded  # exactly the degraded frames differ
+    assert 0.15 < degraded / len(images) < 0.45  # about the share asked for (runs: a loose band)
+    rest = [os.path.relpath(p, out) for p in _annotation_files(out)]
+    rest += [os.path.join("synthetic_truth", f"{s}.npz") for s in SPLITS] + sorted(
+        os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "ood", "*"))
+    )
+    _, mismatch, errors = filecmp.cmpfiles(out, spoilt, rest, shallow=False)
+    assert not mismatch and not errors
+    with open(os.path.join(spoilt, "synthetic_meta.json")) as f:
+        assert json.load(f)["degraded_frames"] == 0.3
+    with pytest.raises(DataError, match="degraded_frames must be in"):
+        synthetic.generate(str(tmp_path / "e"), seed=0, degraded_frames=1.0, **SMALL)
+
+
+def test_degradation_plan_share_and_runs():
+    plan = render.degradation_plan(np.random.default_rng(0), 20000, 0.3)
+    spoilt = plan >= 0
+    # Runs start with p = rate / mean length and last 1..3 frames (mean 2), overlaps merge:
+    # 1 - (1 - 0.15) ** 2 = 0.2775 expected; 20000 frames put the sampling sd below 0.01.
+    assert abs(spoilt.mean() - 0.2775) < 0.02
+    assert set(np.unique(plan)) == {-1, *range(len(render.DEGRADATIONS))}
+    starts = np.flatnonzero(spoilt[1:] & ~spoilt[:-1]) + 1
+    assert 1.5 < spoilt.sum() / len(starts) < 3.0  # short runs, not single frames nor long stretches
+    assert (render.degradation_plan(np.random.default_rng(0), 100, 0.0) == -1).all()
+
+
+@pytest.mark.parametrize("kind", render.DEGRADATIONS)
+def test_each_degradation_hides_part_of_the_face(kind):
+    ident = render.identity(np.random.default_rng(1))
+    a = np.zeros((1, NUM_AU))
+    ((_, clean),) = render.video_frames(a, ident, np.random.default_rng(2), np.zeros(1, bool), 64)
+    spoilt = render.degrade(clean, kind, np.random.default_rng(3), ident)
+    assert spoilt.shape == clean.shape and spoilt.dtype == np.uint8
+    diff = np.abs(spoilt.astype(int) - clean.astype(int)).mean(axis=-1)
+    assert (diff > 20).mean() > 0.05  # a visible share of the pixels changed, not sensor-noise level
+    with pytest.raises(ValueError, match="unknown degradation"):
+        render.degrade(clean, "fog", np.random.default_rng(3), ident)
