@@ -19,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from emenet_tf.config import TrainConfig  # noqa: E402
 from emenet_tf.io import read_json  # noqa: E402
 from emenet_tf.report import metric_value  # noqa: E402
 from emenet_tf.rundir import RunDir  # noqa: E402
@@ -55,6 +56,21 @@ def finished(study_dir: str) -> dict:
     return out
 
 
+PER_REPLICATE = ("workdir", "seed", "synthetic_seed", "verbose")  # differ between any two replicates
+
+
+def settings_that_differ(base_dir: str, other_dir: str, replicate: int) -> str:
+    """'name: base -> other' of every config field the two studies' replicate sets differently
+    (a synthetic_* field among them means the same identities and labels under other images)."""
+    defaults = TrainConfig().to_dict()  # a field an older run's config.json lacks had its default
+    base, other = (
+        {**defaults, **read_json(RunDir(os.path.join(d, f"rep{replicate}")).config_path)}
+        for d in (base_dir, other_dir)
+    )
+    names = sorted((set(base) | set(other)) - set(PER_REPLICATE))
+    return "; ".join(f"{n}: {base.get(n)} -> {other.get(n)}" for n in names if base.get(n) != other.get(n))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base")
@@ -70,6 +86,7 @@ def main(argv=None) -> int:
             parser.error(f"rep{r}: synthetic seeds differ ({base[r][0]} vs {other[r][0]}): not paired")
     method = args.method or f"gen{generations_of([base[r][1] for r in common]) - 1}_single"
     print(f"{args.other} - {args.base}, {method}, replicates {common} (paired by data)")
+    print(f"settings that differ: {settings_that_differ(args.base, args.other, common[0]) or 'none'}")
     print(f"{'task':5s} {'metric':12s} {'base':>8s} {'other':>8s} {'diff':>8s} {'95% CI':>20s}  better")
     for task, metric, higher in METRICS:
         pairs = [

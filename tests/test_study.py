@@ -193,3 +193,31 @@ def test_study_command_k2_tiny(tmp_path):
     assert other.returncode == 2 and "other settings: --epochs=2 (the run has 1)" in other.stderr
     assert "Traceback" not in other.stderr
     assert len([line for line in other.stderr.splitlines() if "error" in line]) == 1, other.stderr
+
+
+def test_compare_studies_names_the_settings_that_differ(tmp_path):
+    """benchmarks/compare_studies.py says which settings two paired studies differ in; a field an
+    older run's config.json lacks counts as its default, and per-replicate fields never count."""
+    import importlib.util
+
+    from emenet_tf.config import TrainConfig
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_studies",
+        os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "compare_studies.py"),
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    for name, values in (
+        ("a", {"seed": 1}),
+        ("b", {"seed": 2, "temporal": 8, "dirichlet_student": False, "synthetic_degraded_frames": 0.3}),
+    ):
+        os.makedirs(tmp_path / name / "rep0")
+        config = TrainConfig(workdir=str(tmp_path / name / "rep0"), **values).to_dict()
+        if name == "a":
+            del config["synthetic_degraded_frames"]  # written before the field existed
+        with open(tmp_path / name / "rep0" / "config.json", "w") as f:
+            json.dump(config, f)
+    said = compare.settings_that_differ(str(tmp_path / "a"), str(tmp_path / "b"), 0)
+    assert said == "dirichlet_student: True -> False; synthetic_degraded_frames: 0.0 -> 0.3; temporal: 0 -> 8"
+    assert compare.settings_that_differ(str(tmp_path / "a"), str(tmp_path / "a"), 0) == ""
