@@ -5,8 +5,9 @@ follow the 12 AU intensities (brows from AU1/2/4, lids from AU6/7, nose from AU1
 AU12/15/23/24/25/26, the chin from AU26), drawn anti-aliased at twice the size and downsampled.
 A video adds a per-video identity and slowly varying pose, light and sensor noise
 (``video_frames``), and optionally degraded frames (``degrade``: a hand over part of the face,
-motion blur or low light), the moments in-the-wild video loses that a model over time can bridge. Out-of-domain images (``ood_image``) are noise, textures, shapes, scenes,
-stripes and checkers: never a face. Everything here draws from the generator it is given, so the
+motion blur or low light), the moments in-the-wild video loses that a model over time can
+bridge. Out-of-domain images (``ood_image``) are noise, textures, shapes, scenes, stripes and
+checkers: never a face. Everything here draws from the generator it is given, so the
 images are a function of the seed alone; writing them is ``synthetic``'s job.
 """
 
@@ -364,8 +365,8 @@ def degradation_plan(rng: np.random.Generator, n: int, rate: float) -> np.ndarra
 def degrade(image: np.ndarray, kind: str, rng: np.random.Generator, ident: dict) -> np.ndarray:
     """``image`` (S, S, 3) uint8 RGB under one degradation of ``DEGRADATIONS``, drawn from ``rng``.
 
-    hand: a skin-coloured ellipse over the upper (brows, eyes) or lower face (nose, mouth), a
-      third to a half of the face wide; blur: linear motion blur of 10-20% of the side at any
+    hand: a skin-coloured ellipse over the upper (brows, eyes) or lower face (nose, mouth), most
+      of the face wide and a third to a half of its height; blur: linear motion blur of 10-20% of the side at any
       angle; dark: the light at 20-35% with sensor noise of sd 10-18 grey levels.
     """
     size = image.shape[0]
