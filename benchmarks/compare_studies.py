@@ -23,7 +23,7 @@ from emenet_tf.config import TrainConfig  # noqa: E402
 from emenet_tf.io import read_json  # noqa: E402
 from emenet_tf.report import metric_value  # noqa: E402
 from emenet_tf.rundir import RunDir  # noqa: E402
-from emenet_tf.study import REPLICATE, generations_of, t_interval  # noqa: E402
+from emenet_tf.study import PER_INVOCATION, REPLICATE, generations_of, t_interval  # noqa: E402
 
 # (task, metric, higher is better)
 METRICS = (
@@ -56,9 +56,6 @@ def finished(study_dir: str) -> dict:
     return out
 
 
-PER_REPLICATE = ("workdir", "seed", "synthetic_seed", "verbose")  # differ between any two replicates
-
-
 def settings_that_differ(base_dir: str, other_dir: str, replicate: int) -> str:
     """'name: base -> other' of every config field the two studies' replicate sets differently
     (a synthetic_* field among them means the same identities and labels under other images)."""
@@ -67,7 +64,7 @@ def settings_that_differ(base_dir: str, other_dir: str, replicate: int) -> str:
         {**defaults, **read_json(RunDir(os.path.join(d, f"rep{replicate}")).config_path)}
         for d in (base_dir, other_dir)
     )
-    names = sorted((set(base) | set(other)) - set(PER_REPLICATE))
+    names = sorted((set(base) | set(other)) - set(PER_INVOCATION))
     return "; ".join(f"{n}: {base.get(n)} -> {other.get(n)}" for n in names if base.get(n) != other.get(n))
 
 

@@ -348,17 +348,24 @@ DEGRADATIONS = ("hand", "blur", "dark")
 DEGRADED_RUN = 2.0  # mean length of a run of degraded frames (a hand passing, a head turn)
 
 
+def frame_runs(rng: np.random.Generator, n: int, rate: float, mean_len: float) -> list[slice]:
+    """Runs of frames among n, in order: each starts with p = rate / mean_len and lasts 1 to
+    2 mean_len - 1 frames (overlapping runs merge), so they cover about ``rate`` of the frames."""
+    starts = rng.random(n) < rate / mean_len
+    lengths = rng.integers(1, int(2 * mean_len), n)
+    return [slice(i, i + lengths[i]) for i in np.flatnonzero(starts)]
+
+
 def degradation_plan(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
     """(n,) int8: the ``DEGRADATIONS`` index of each frame, -1 for a clean one.
 
     About ``rate`` of the frames, in runs of about ``DEGRADED_RUN`` frames with one kind each.
     """
-    starts = rng.random(n) < rate / DEGRADED_RUN
-    lengths = rng.integers(1, int(2 * DEGRADED_RUN), n)
+    runs = frame_runs(rng, n, rate, DEGRADED_RUN)
     kinds = rng.integers(0, len(DEGRADATIONS), n)
     plan = np.full(n, -1, np.int8)
-    for i in np.flatnonzero(starts):
-        plan[i : i + lengths[i]] = kinds[i]
+    for run in runs:
+        plan[run] = kinds[run.start]
     return plan
 
 

@@ -86,12 +86,10 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _missing_runs(rng: np.random.Generator, n: int, rate: float, mean_len: float) -> np.ndarray:
-    """(n,) bool: runs of missing frames / lines, on average ``rate`` of n, runs of ~mean_len."""
-    starts = rng.random(n) < rate / mean_len
-    lengths = rng.integers(1, int(2 * mean_len), n)
+    """(n,) bool: runs of missing frames / lines (``render.frame_runs``)."""
     missing = np.zeros(n, bool)
-    for i in np.flatnonzero(starts):
-        missing[i : i + lengths[i]] = True
+    for run in render.frame_runs(rng, n, rate, mean_len):
+        missing[run] = True
     return missing
 
 
