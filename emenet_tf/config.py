@@ -27,6 +27,7 @@ DIRICHLET_TARGETS = ("members", "proxy")
 TEACHER_CALIBRATIONS = ("none", "temperature")
 SELECTION_SPLITS = ("all", "fit")
 OOD_SCORES = ("epistemic", "total")
+TEMPORAL_HEADS = ("gru", "residual")  # models.temporal._task_logits builds each
 MAX_SEED = 2**31 - 1
 
 
@@ -116,6 +117,13 @@ class TrainConfig:
         "Clip length T: train temporal EMENets (the backbone per frame, a GRU of 128 units in each "
         "task head) on clips of T frames and evaluate them over whole videos; 0: per-frame EMENets.",
     )
+    temporal_head: str = _field(
+        "gru",
+        "Temporal: each task's logits from its GRU alone (gru: GRU -> Dense, the paper's head) or from "
+        "the per-frame head plus a zero-initialised Dense on the GRU (residual: training starts from "
+        "the per-frame model, the GRU learns what time adds).",
+        choices=TEMPORAL_HEADS,
+    )
     temporal_stride: int | None = _field(
         None, "Temporal: frames between the starts of consecutive training clips (default: T, no overlap)."
     )
@@ -154,6 +162,10 @@ class TrainConfig:
     def _checks(self):
         positive = ("ensemble_size", "generations", "epochs", "batch_size", "lr_decay_epochs")
         yield from ((getattr(self, n) >= 1, f"--{n} must be >= 1, got {getattr(self, n)}") for n in positive)
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            yield allowed is None or value in allowed, f"--{f.name} must be one of {allowed}, got {value!r}"
         yield self.temporal >= 0, f"--temporal must be >= 0 (0: per-frame), got {self.temporal}"
         yield self.temporal_max_gap >= 0, f"--temporal_max_gap must be >= 0, got {self.temporal_max_gap}"
         optional_positive = (

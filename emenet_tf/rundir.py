@@ -208,7 +208,12 @@ def member_net(cfg: TrainConfig, seed: int | None = None, mc_dropout: bool = Fal
         from emenet_tf.models.temporal import build_temporal_emenet
 
         return build_temporal_emenet(
-            cfg.model, image_size=cfg.image_size, dropout=cfg.dropout, mc_dropout=mc_dropout, seed=seed
+            cfg.model,
+            image_size=cfg.image_size,
+            dropout=cfg.dropout,
+            mc_dropout=mc_dropout,
+            seed=seed,
+            head=cfg.temporal_head,
         )
     from emenet_tf.models import build_emenet
 

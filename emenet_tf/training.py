@@ -32,7 +32,7 @@ from emenet_tf.data import clips, pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError, TrainingError, WriteError
 from emenet_tf.io import atomic_save_weights, atomic_write_json, atomic_write_text, describe_os_error
-from emenet_tf.labels import va_bin_centres
+from emenet_tf.labels import TASKS, va_bin_centres
 from emenet_tf.models import input_size, load_backbone_weights
 from emenet_tf.models import temporal as tm
 from emenet_tf.models.heads import PRECISION_LAYERS
@@ -195,25 +195,52 @@ class TemporalTrainer(MultitaskTrainer):
     of them: padding and missing frames never enter the BatchNorm statistics, and the statistics
     see every part. The GRU heads run over each part's clips (masked steps carry the state); the
     per-frame losses of ``task_losses`` apply to all present frames at once.
+
+    ``residual`` heads (the per-frame heads plus a Dense on the GRU): the single frames train the
+    backbone (its BatchNorm statistics too) and the per-frame heads as a per-frame run trains an
+    EMENet; the clips train the GRU and its Dense alone, on the clips' embeddings (backbone in
+    inference mode, as evaluation computes them) and per-frame logits held (stop_gradient). So the
+    per-frame part is trained as a per-frame model and the GRU learns what earlier frames add to
+    it, warm after a clip's first frame as in inference. (Trained end to end on both parts, the
+    per-frame part came out weaker than a per-frame model, docs/RESEARCH.md section 14.)
     """
 
     def __init__(self, net: keras.Model, setup: LossSetup, **kwargs):
         super().__init__(net, setup, **kwargs)
         self.frames, self.heads = tm.frame_net(net), tm.heads_net(net)
+        residual = tm.head_kind(net) == "residual"
+        self.residual = (tm.frame_heads(net), tm.residual_parts(net)) if residual else None
+
+    def _logits(self, part: str | None, embedding, mask, training):
+        """The logits of one batch part (``part``: its key, None for a plain clip batch)."""
+        if self.residual is None or part is None:
+            return self.heads([embedding, mask], training=training)
+        single, both = self.residual
+        if part == "frames":
+            return single(embedding, training=training)
+        out = both([tf.stop_gradient(embedding), mask], training=training)
+        return {t: tf.stop_gradient(out[f"{t}_frame"]) + out[f"{t}_recurrent"] for t in TASKS}
 
     def _forward(self, batch, training):
-        parts = [batch] if "image" in batch else [batch[k] for k in sorted(batch)]
+        names = [None] if "image" in batch else sorted(batch)
+        parts = [batch] if "image" in batch else [batch[k] for k in names]
         where = [tf.cast(tf.where(tf.reshape(p["frame_mask"] > 0, [-1])), tf.int32) for p in parts]
         images = [tf.gather_nd(_frames_of(p["image"]), w) for p, w in zip(parts, where, strict=True)]
-        embeddings = tf.split(
-            self.frames(tf.concat(images, 0), training=training), [tf.shape(i)[0] for i in images]
-        )
+        if self.residual is None:
+            embeddings = tf.split(
+                self.frames(tf.concat(images, 0), training=training), [tf.shape(i)[0] for i in images]
+            )
+        else:  # the clips' embeddings as inference computes them (BatchNorm's moving statistics)
+            embeddings = [
+                self.frames(i, training=training and name != "clips")
+                for name, i in zip(names, images, strict=True)
+            ]
         labels, logits = [], []
-        for part, rows, embedding in zip(parts, where, embeddings, strict=True):
+        for name, part, rows, embedding in zip(names, parts, where, embeddings, strict=True):
             mask = part["frame_mask"]
             dense = tf.scatter_nd(rows, embedding, tf.stack([tf.size(mask), tf.shape(embedding)[1]]))
             dense = tf.reshape(dense, tf.concat([tf.shape(mask), tf.shape(embedding)[1:]], 0))
-            out = self.heads([dense, mask], training=training)
+            out = self._logits(name, dense, mask, training)
             labels.append({k: tf.gather_nd(_frames_of(v), rows) for k, v in part.items() if k not in _INPUTS})
             logits.append({k: tf.gather_nd(_frames_of(v), rows) for k, v in out.items()})
         return _concat(labels), _concat(logits)

@@ -12,15 +12,43 @@ from emenet_tf.config import TrainConfig, make_config
 from emenet_tf.data import affwild2, clips, synthetic
 from emenet_tf.errors import ConfigError
 from emenet_tf.losses import class_weights
+from emenet_tf.models import build_emenet
 from emenet_tf.models import temporal as tm
 from emenet_tf.temporal_inference import Segments, predict_segments
 
 TASK_SHAPES = {"au": (12,), "expr": (7,), "va": (2, 20)}
 
 
-@pytest.fixture(scope="module")
-def net():
-    return tm.build_temporal_emenet("tiny", seed=0)
+@pytest.fixture(scope="module", params=tm.HEADS)
+def net(request):
+    """Each kind of temporal head. The residual head's GRU output layers start at zero (the model
+    starts as the per-frame one); here they get random weights, so the GRU's wiring is exercised."""
+    model = tm.build_temporal_emenet("tiny", seed=0, head=request.param)
+    if request.param == "residual":
+        rng = np.random.default_rng(5)
+        for task in TASK_SHAPES:
+            layer = tm.heads_net(model).get_layer(f"{task}_recurrent")
+            layer.set_weights([rng.normal(0.0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
+    assert tm.head_kind(model) == request.param
+    return model
+
+
+def test_the_residual_head_starts_as_a_per_frame_model():
+    # Zero-initialised GRU output layers: at initialisation each frame's logits are its per-frame
+    # head's alone, whatever came before, and the per-frame head is build_emenet's (hidden units).
+    net = tm.build_temporal_emenet("tiny", seed=0, head="residual")
+    heads = tm.heads_net(net)
+    x = np.random.default_rng(3).standard_normal((1, 6, 32)).astype(np.float32)
+    mask = np.ones((1, 6), np.float32)
+    whole = heads([x, mask])["expr"].numpy()
+    alone = heads([x[:, 3:4], mask[:, :1]])["expr"].numpy()
+    # One Dense stack on the same row, batched otherwise: float32 rounding only.
+    np.testing.assert_allclose(whole[0, 3], alone[0, 0], atol=1e-5)
+    per_frame = build_emenet("tiny", seed=0)
+    assert heads.get_layer("expr_frame_hidden").units == per_frame.get_layer("expr_hidden").units
+    assert heads.get_layer("expr_gru").cell.units == tm.GRU_UNITS
+    with pytest.raises(ConfigError, match="temporal head must be one of"):
+        tm.build_temporal_emenet("tiny", head="lstm")
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +100,17 @@ def test_a_masked_step_carries_the_state_and_ignores_its_image(net):
     garbage = x.copy()
     garbage[0, 2] = 1.0
     other = net({"image": garbage, "frame_mask": mask})
-    # A different image at the masked step changes nothing; the step itself repeats the last output.
+    # A different image at the masked step changes nothing at the present frames (no loss, metric
+    # or stream reads a masked step's output; the gru head's repeats the last one).
+    present = [0, 1, 3, 4]
     for task in TASK_SHAPES:
-        np.testing.assert_array_equal(base[task].numpy(), other[task].numpy())
-        np.testing.assert_array_equal(base[task].numpy()[0, 2], base[task].numpy()[0, 1])
+        np.testing.assert_array_equal(base[task].numpy()[:, present], other[task].numpy()[:, present])
+        if tm.head_kind(net) == "gru":
+            np.testing.assert_array_equal(base[task].numpy()[0, 2], base[task].numpy()[0, 1])
     # Skipping the masked step entirely gives the same outputs at the present frames.
-    kept = net({"image": x[:, [0, 1, 3, 4]], "frame_mask": np.ones((1, 4), np.float32)})
+    kept = net({"image": x[:, present], "frame_mask": np.ones((1, 4), np.float32)})
     # Same ops in another order of batching: float32 rounding only.
-    np.testing.assert_allclose(kept["expr"].numpy()[0], base["expr"].numpy()[0, [0, 1, 3, 4]], atol=1e-5)
+    np.testing.assert_allclose(kept["expr"].numpy()[0], base["expr"].numpy()[0, present], atol=1e-5)
 
 
 def test_the_streaming_step_unrolled_is_the_sequence_model(net):
@@ -163,6 +194,55 @@ def test_masked_steps_never_reach_the_backbone_in_training(data_dir):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_residual_head_trains_its_per_frame_part_on_single_frames_and_its_gru_on_clips(data_dir):
+    net = tm.build_temporal_emenet("tiny", seed=0, dropout=0.0, head="residual")
+    trainer = training.TemporalTrainer(net, _setup(affwild2.load_split(data_dir, "train")))
+    rng = np.random.default_rng(4)
+
+    def part(clips, steps):
+        shape, ones = (clips, steps), np.ones((clips, steps), np.float32)
+        return {
+            "image": rng.random((*shape, 32, 32, 3)).astype(np.float32), "frame_mask": ones,
+            "au": (rng.random((*shape, 12)) < 0.3).astype(np.float32), "au_mask": np.ones((*shape, 12), np.float32),
+            "expr": rng.integers(0, 7, shape), "expr_mask": ones,
+            "va": rng.uniform(-1, 1, (*shape, 2)).astype(np.float32), "va_mask": np.ones((*shape, 2), np.float32),
+        }  # fmt: skip
+
+    def grads(batch):
+        with tf.GradientTape() as tape:
+            total, _ = trainer._total(batch, training=True)
+        named = zip(net.trainable_variables, tape.gradient(total, net.trainable_variables), strict=True)
+        return {v.name: 0.0 if g is None else float(tf.reduce_max(tf.abs(g))) for v, g in named}
+
+    for task in TASK_SHAPES:  # not the zeros it starts from, which would stop the GRU's gradient
+        layer = tm.heads_net(net).get_layer(f"{task}_recurrent")
+        layer.set_weights([rng.normal(0.0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
+    singles, clip = grads({"frames": part(4, 1)}), grads({"clips": part(2, 3)})
+    gru = {n for n in singles if "_gru" in n or "_recurrent" in n}
+    assert len(gru) == 3 * 3 + 3 * 2  # each task's GRU cell (3 tensors) and its output Dense (2)
+    # Exactly: no path from the single frames' loss to the GRU, nor from the clips' to the rest.
+    assert all(singles[n] == 0.0 for n in gru) and all(clip[n] > 0.0 for n in gru), clip
+    assert all(clip[n] == 0.0 for n in set(clip) - gru)
+    assert singles["expr_frame/kernel:0"] > 0.0 and singles["stem_conv/kernel:0"] > 0.0
+    # A clip's logits are the two parts' sum, the whole model's in inference mode (dropout 0 here),
+    # in training too; and training on clips leaves BatchNorm's moving statistics as they were.
+    batch = part(2, 3)
+    statistics = [w for w in net.weights if "moving_" in w.name]
+    before = [w.numpy() for w in statistics]
+    _, logits = trainer._forward({"clips": batch}, training=True)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, statistics, strict=True))
+    whole = net({"image": batch["image"], "frame_mask": batch["frame_mask"]})["expr"]
+    np.testing.assert_allclose(logits["expr"].numpy(), np.reshape(whole, (-1, 7)), atol=1e-5)
+    # The single frames' logits are the per-frame part's (the model benchmarks/temporal_headroom.py
+    # scores alone): the backbone and the frame heads, as an EMENet of one image.
+    batch = part(3, 1)
+    _, logits = trainer._forward({"frames": batch}, training=False)
+    alone = tm.per_frame_part(net)(batch["image"][:, 0])
+    assert {k: tuple(v.shape) for k, v in alone.items()} == {k: (3, *s) for k, s in TASK_SHAPES.items()}
+    # The same layers on the same rows, batched differently: float32 rounding only.
+    np.testing.assert_allclose(logits["expr"].numpy(), alone["expr"].numpy(), atol=1e-5)
+
+
 def _whole_model_oracle(net, val, timelines) -> dict:
     """{index row: EXPR probabilities} of each timeline through the whole model at once, from a zero state."""
     out = {}
@@ -227,6 +307,11 @@ def test_temporal_flags_are_checked():
         make_config(temporal=8, temporal_max_gap=-1)
     with pytest.raises(ConfigError, match="--dirichlet_student is for per-frame runs"):
         TrainConfig(temporal=8, dirichlet_student=True)
+    assert TrainConfig().temporal_head == "gru"
+    with pytest.raises(
+        ConfigError, match=r"--temporal_head must be one of \('gru', 'residual'\), got 'lstm'"
+    ):
+        make_config(temporal=8, temporal_head="lstm")
     cfg = make_config(temporal=8, batch_size=64)
     assert cfg.clip_stride() == 8 and cfg.clips_per_batch() == 8
     assert not cfg.dirichlet_student, "a temporal run has no Dirichlet student unless asked"
