@@ -197,12 +197,12 @@ class TemporalTrainer(MultitaskTrainer):
     per-frame losses of ``task_losses`` apply to all present frames at once.
 
     ``residual`` heads (the per-frame heads plus a Dense on the GRU): the single frames train the
-    backbone (its BatchNorm statistics too) and the per-frame heads as a per-frame run trains an
-    EMENet; the clips train the GRU and its Dense alone, on the clips' embeddings (backbone in
-    inference mode, as evaluation computes them) and per-frame logits held (stop_gradient). So the
-    per-frame part is trained as a per-frame model and the GRU learns what earlier frames add to
-    it, warm after a clip's first frame as in inference. (Trained end to end on both parts, the
-    per-frame part came out weaker than a per-frame model, docs/RESEARCH.md section 14.)
+    backbone and the per-frame heads as a per-frame run trains an EMENet; the clips train the GRU
+    and its Dense alone, on the clips' embeddings and per-frame logits held (stop_gradient), so the
+    GRU learns what earlier frames add to the per-frame part, warm after a clip's first frame as in
+    inference. Trained end to end on both parts, the per-frame part co-adapted with the GRU and was
+    far weaker on its own; the clips' embeddings computed in inference mode instead (BatchNorm from
+    the single frames alone) scored lower (docs/RESEARCH.md, section 14).
     """
 
     def __init__(self, net: keras.Model, setup: LossSetup, **kwargs):
@@ -226,15 +226,9 @@ class TemporalTrainer(MultitaskTrainer):
         parts = [batch] if "image" in batch else [batch[k] for k in names]
         where = [tf.cast(tf.where(tf.reshape(p["frame_mask"] > 0, [-1])), tf.int32) for p in parts]
         images = [tf.gather_nd(_frames_of(p["image"]), w) for p, w in zip(parts, where, strict=True)]
-        if self.residual is None:
-            embeddings = tf.split(
-                self.frames(tf.concat(images, 0), training=training), [tf.shape(i)[0] for i in images]
-            )
-        else:  # the clips' embeddings as inference computes them (BatchNorm's moving statistics)
-            embeddings = [
-                self.frames(i, training=training and name != "clips")
-                for name, i in zip(names, images, strict=True)
-            ]
+        embeddings = tf.split(
+            self.frames(tf.concat(images, 0), training=training), [tf.shape(i)[0] for i in images]
+        )
         labels, logits = [], []
         for name, part, rows, embedding in zip(names, parts, where, embeddings, strict=True):
             mask = part["frame_mask"]
