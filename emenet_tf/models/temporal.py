@@ -83,11 +83,11 @@ def _task_logits(task: str, x, h, head: str, hidden: int, seeds: SeedSequence, l
     if head == "gru":
         dense = (
             layers.get_layer(name)
-            if layers
+            if layers is not None
             else keras.layers.Dense(OUTPUT_SIZES[task], kernel_initializer=seeds.glorot(), name=name)
         )
         return dense(h)
-    if layers:
+    if layers is not None:
         frame = layers.get_layer(f"{task}_frame")(layers.get_layer(f"{task}_frame_hidden")(x))
         recurrent = layers.get_layer(f"{task}_recurrent")(h)
         return layers.get_layer(name)([frame, recurrent])
