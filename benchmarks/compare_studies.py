@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emenet_tf.config import TrainConfig  # noqa: E402
+from emenet_tf.config import field_defaults  # noqa: E402
 from emenet_tf.io import read_json  # noqa: E402
 from emenet_tf.report import metric_value  # noqa: E402
 from emenet_tf.rundir import RunDir  # noqa: E402
@@ -59,7 +59,7 @@ def finished(study_dir: str) -> dict:
 def settings_that_differ(base_dir: str, other_dir: str, replicate: int) -> str:
     """'name: base -> other' of every config field the two studies' replicate sets differently
     (a synthetic_* field among them means the same identities and labels under other images)."""
-    defaults = TrainConfig().to_dict()  # a field an older run's config.json lacks had its default
+    defaults = field_defaults()  # a field an older run's config.json lacks had its default
     base, other = (
         {**defaults, **read_json(RunDir(os.path.join(d, f"rep{replicate}")).config_path)}
         for d in (base_dir, other_dir)

@@ -88,7 +88,7 @@ def _task_logits(task: str, x, h, head: str, hidden: int, seeds: SeedSequence, l
         )
         return dense(h)
     if layers is not None:
-        frame = layers.get_layer(f"{task}_frame")(layers.get_layer(f"{task}_frame_hidden")(x))
+        frame = _frame_logits(layers, task, x)
         recurrent = layers.get_layer(f"{task}_recurrent")(h)
         return layers.get_layer(name)([frame, recurrent])
     frame = dense_head(x, hidden, OUTPUT_SIZES[task], f"{task}_frame", seeds)
@@ -191,12 +191,17 @@ def residual_parts(model: keras.Model) -> keras.Model:
     return keras.Model([feature, mask], out, name=f"{model.name}_residual_parts")
 
 
+def _frame_logits(heads: keras.Model, task: str, x):
+    """A ``residual`` head's per-frame term: its trained ``<task>_frame_hidden`` -> ``<task>_frame`` on ``x``."""
+    return heads.get_layer(f"{task}_frame")(heads.get_layer(f"{task}_frame_hidden")(x))
+
+
 def _parts(heads: keras.Model, x, present) -> dict:
     """``<task>_frame`` logits of the dropped-out embedding ``x`` and, given ``present``, the GRU's
     ``<task>_recurrent`` ones (VA's reshaped to (2, 20))."""
     out = {}
     for task in TASKS:
-        out[f"{task}_frame"] = heads.get_layer(f"{task}_frame")(heads.get_layer(f"{task}_frame_hidden")(x))
+        out[f"{task}_frame"] = _frame_logits(heads, task, x)
         if present is not None:
             h = heads.get_layer(f"{task}_gru")(x, mask=present)
             out[f"{task}_recurrent"] = heads.get_layer(f"{task}_recurrent")(h)
@@ -240,12 +245,13 @@ def build_stream_step(model: keras.Model) -> keras.Model:
     image = keras.Input(shape=(size, size, 3), dtype="float32", name=INPUT_NAME)
     states = {t: keras.Input(shape=(units,), dtype="float32", name=STATE_INPUTS[t]) for t in TASKS}
     embedding = frames(image)
+    head = head_kind(model)
     outputs = {}
     for task in TASKS:
         _, new = heads.get_layer(f"{task}_gru").cell(embedding, [states[task]])
         new = new[0] if isinstance(new, (list, tuple)) else new
         outputs[NEXT_STATES[task]] = keras.layers.Identity(name=NEXT_STATES[task])(new)
-        outputs[task] = _task_logits(task, embedding, new, head_kind(model), 0, None, layers=heads)
+        outputs[task] = _task_logits(task, embedding, new, head, 0, None, layers=heads)
     outputs["va"] = keras.layers.Reshape((2, NUM_VA_BINS), name="va")(outputs["va"])
     inputs = {INPUT_NAME: image, **{STATE_INPUTS[t]: states[t] for t in TASKS}}
     return keras.Model(inputs, outputs, name=f"{model.name}_step")
