@@ -21,7 +21,8 @@ from emenet_tf._keras import keras, tf  # noqa: E402
 from emenet_tf.data import affwild2, pipeline, synthetic  # noqa: E402
 from emenet_tf.losses import class_weights  # noqa: E402
 from emenet_tf.models import VARIANTS, build_emenet  # noqa: E402
-from emenet_tf.training import LossSetup, MultitaskTrainer  # noqa: E402
+from emenet_tf.training.objectives import LossSetup  # noqa: E402
+from emenet_tf.training.trainers import MultitaskTrainer  # noqa: E402
 
 
 def timed_fit(net, setup, dataset, steps, epochs):

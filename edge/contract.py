@@ -36,6 +36,9 @@ _ENSEMBLE_EXTRA_SHAPES = {
 # over its mean prediction, the decomposition in closed form from its concentrations - and its own
 # OOD score: the negative log density of its features (higher: less like the training faces).
 _DIRICHLET_EXTRA_SHAPES = {"ood_score": (1,)}
+# Outputs without a fixed range (every other output is a probability, an entropy in [0, 1] or a
+# value in [-1, 1]): compared relative to their own scale, never at an absolute tolerance.
+UNBOUNDED_OUTPUTS = ("ood_score",)
 # A stream model (a temporal EMENet exported one frame per call; metadata key "state") also takes
 # the state its previous call returned, one float32 tensor (1, size) per task head, and returns the
 # next one under these names; a stream starts from zeros. An ensemble's state holds its members'

@@ -1,35 +1,42 @@
-"""Face detection for the edge runtime with OpenCV only: square boxes like the aligned training crops.
+"""Face detection for the edge runtime and the aligned face crop it feeds the model, shared with training.
 
-Two backends, tried in this order:
-- YuNet (``cv2.FaceDetectorYN``), when given its ONNX file (``face_detection_yunet_2023mar.onnx`` from
-  the OpenCV model zoo): the better detector, but no OpenCV wheel ships the file.
-- The Haar cascade ``haarcascade_frontalface_default.xml``: shipped in ``cv2.data.haarcascades`` by
-  opencv-python(-headless) 4.x, or by Debian's ``opencv-data`` package. OpenCV 5 has neither the
-  cascade files nor ``cv2.CascadeClassifier``; there a YuNet file is needed.
+Two detectors (``DETECTORS``):
+- ``blazeface`` (the default): MediaPipe's BlazeFace through LiteRT (``edge.blazeface``; the model
+  files are vendored in ``edge/models``). Full range on whole frames; the short-range model, faster,
+  on the region around a face already found (``detect_near``). Six keypoints per face, so the crop is
+  aligned: eyes level, a square midway between the eyes and the mouth (``edge.align``), the same
+  crop ``emenet_tf.prepare`` and the readers make of training photographs.
+- ``haar``: OpenCV's frontal-face Haar cascade (shipped in ``cv2.data.haarcascades`` by
+  opencv-python(-headless) 4.x or Debian's ``opencv-data``): the fallback when BlazeFace cannot be
+  loaded (one warning line says so). No keypoints: its crop is the square around the box with a
+  margin, not aligned. It runs on a copy whose longer side is at most ``detect_size`` pixels.
 
-Detection runs on a copy whose longer side is at most ``detect_size`` pixels (default
-``DETECT_SIZE``), and the boxes are mapped back to the full image: memory and time stay bounded
-however large the photo, at the cost of faces smaller than ``min_size / detect_size`` of the
-image's longer side. A detector that fails (OpenCV out of memory) is rebuilt, so the next image
+A ``Face`` is one detection: its box (the detector's, in image pixels), its score (BlazeFace's
+confidence; None for Haar), its keypoints (None for Haar) and ``frame``, the square the model's crop
+is cut from (``crop``). A detector that fails (OpenCV out of memory) is rebuilt, so the next image
 does not inherit its state.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import os
+import warnings
 
 import cv2
 import numpy as np
 
+from edge.align import CROP_SIZE, FaceFrame, aligned_crop, box_frame, face_frame
 from edge.errors import EdgeError
 
+DETECTORS = ("blazeface", "haar")
 HAAR_FILE = "haarcascade_frontalface_default.xml"
-# Longest side of the copy faces are detected on (0: detect at full size). 640 px finds faces of at
-# least min_size (24 px) / 640 = 4% of the longer side, and is YuNet's usual working size.
+HAAR_MARGIN = 0.1  # Haar's crop: the square around its box, this much wider on each side
+# Longest side of the copy Haar detects on (0: full size). 640 px finds faces of at least min_size
+# (24 px) / 640 = 4% of the longer side.
 DETECT_SIZE = 640
-# detect_near (following a face between full detections, edge.tracking): the region searched is
-# _NEAR_REGION box sides wide around the last box, shrunk so the face is about TRACK_FACE_PX pixels,
-# and only faces of _NEAR_SCALES times the last size are looked for. Measured on rendered faces
-# moving over 640x480 frames: at 48 px 5% of the faces were missed, at 64 px 3% (box IoU with a
-# full detection: median 0.94), at 80 px as at 64 px but slower.
+# detect_near: the region searched is _NEAR_REGION box sides wide around the last face; Haar looks for
+# faces of _NEAR_SCALES times the last size in it, shrunk so the face is about TRACK_FACE_PX pixels.
 TRACK_FACE_PX = 64
 _NEAR_REGION = 2.0
 _NEAR_SCALES = (0.75, 1.33)
@@ -38,6 +45,51 @@ _HAAR_DIRS = (
     "/usr/share/opencv/haarcascades",
     "/usr/local/share/opencv4/haarcascades",
 )
+
+
+class DetectorFallbackWarning(RuntimeWarning):
+    """BlazeFace could not be loaded: faces are found with the Haar cascade (no aligned crops)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face: box (x, y, w, h) in image pixels, score (None: Haar), keypoints (6, 2) in
+    ``edge.blazeface.KEYPOINT_NAMES`` order (None: Haar)."""
+
+    box: tuple
+    score: float | None = None
+    keypoints: np.ndarray | None = None
+
+    @property
+    def frame(self) -> FaceFrame:
+        """The square the model's crop is cut from: aligned on the keypoints, else around the box."""
+        if self.keypoints is not None:
+            right_eye, left_eye, _, mouth = self.keypoints[:4]
+            return face_frame(right_eye, left_eye, mouth)
+        return box_frame(self.box, HAAR_MARGIN)
+
+    def crop(self, image_rgb: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+        """The face as the model sees it: the aligned crop, ``size`` pixels a side (uint8 RGB)."""
+        return aligned_crop(image_rgb, self.frame, size)
+
+    def moved(self, dx: float, dy: float) -> Face:
+        """The same face moved by (dx, dy) pixels (what template matching follows between detections)."""
+        x, y, w, h = self.box
+        keypoints = None if self.keypoints is None else self.keypoints + np.array([dx, dy], np.float32)
+        return Face((x + dx, y + dy, w, h), self.score, keypoints)
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image ``factor`` times larger (a JPEG decoded at a reduced scale)."""
+        keypoints = None if self.keypoints is None else self.keypoints * np.float32(factor)
+        return Face(tuple(v * factor for v in self.box), self.score, keypoints)
+
+    def pixel_box(self, width: int, height: int) -> tuple:
+        """The box as whole pixels inside a ``width`` x ``height`` image (x, y, w, h), at least 1 x 1."""
+        x0, y0 = int(round(max(0.0, self.box[0]))), int(round(max(0.0, self.box[1])))
+        x0, y0 = min(x0, width - 1), min(y0, height - 1)
+        x1 = min(width, int(round(self.box[0] + self.box[2])))
+        y1 = min(height, int(round(self.box[1] + self.box[3])))
+        return (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
 
 
 def haar_cascade_path():
@@ -85,70 +137,99 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def default_detector() -> str:
+    """``blazeface`` when its model files and an interpreter are there, else ``haar``."""
+    from edge import blazeface
+
+    try:
+        blazeface.model_path("full")
+        blazeface.model_path("short")
+    except EdgeError:
+        return "haar"
+    return "blazeface"
+
+
 class FaceDetector:
-    """Finds faces in an RGB uint8 image; ``detect`` returns square boxes (x, y, s, s), left to right."""
+    """Finds faces in an RGB uint8 image; ``detect`` returns ``Face``s sorted left to right.
+
+    detector: ``blazeface`` (default; falls back to ``haar`` with a DetectorFallbackWarning when its
+    model cannot be loaded) or ``haar``. min_size: faces smaller than this (pixels of the image, or of
+    Haar's detection copy) are not reported. score_threshold: BlazeFace's (None: its default).
+    """
 
     def __init__(
         self,
-        model_path=None,
-        margin: float = 0.1,
+        detector: str = "blazeface",
         min_size: int = 24,
-        score_threshold: float = 0.7,
+        score_threshold: float | None = None,
         detect_size: int = DETECT_SIZE,
+        num_threads: int | None = None,
     ):
-        self.margin = margin
-        self.min_size = min_size  # in pixels of the detection copy
+        if detector not in DETECTORS:
+            raise EdgeError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+        self.min_size = min_size
         self.score_threshold = score_threshold
         self.detect_size = detect_size
-        self.model_path = None if model_path is None else str(model_path)
+        self.num_threads = num_threads
+        self.backend = detector
         self._init_backend()
 
     def _init_backend(self):
-        if self.model_path is not None:
-            self._init_yunet(self.model_path)
-        else:
-            self._init_haar()
+        if self.backend == "blazeface":
+            try:
+                self._init_blazeface()
+                return
+            except EdgeError as err:
+                warnings.warn(
+                    f"BlazeFace cannot be used ({err}): faces are found with OpenCV's Haar cascade, whose "
+                    "crops are not aligned (edge/README.md, 'Face detection')",
+                    DetectorFallbackWarning,
+                    stacklevel=3,
+                )
+                self.backend = "haar"
+        self._init_haar()
 
-    def _init_yunet(self, path: str):
-        if not os.path.isfile(path):
-            raise EdgeError(f"{path}: face detector model not found")
-        try:
-            self._yunet = cv2.FaceDetectorYN.create(path, "", (320, 320), self.score_threshold, 0.3, 50)
-        except cv2.error:
-            raise EdgeError(f"{path}: cannot load as a YuNet face detector (ONNX)") from None
-        self.backend = "yunet"
+    def _init_blazeface(self):
+        from edge.blazeface import BlazeFace
+
+        kwargs = {"score_threshold": self.score_threshold, "num_threads": self.num_threads}
+        self._full, self._short = BlazeFace("full", **kwargs), BlazeFace("short", **kwargs)
 
     def _init_haar(self):
         path = haar_cascade_path()
         if path is None or not hasattr(cv2, "CascadeClassifier"):
             raise EdgeError(
-                f"no face detector available: OpenCV {cv2.__version__} has no Haar cascade; give a YuNet "
-                "ONNX file (--face_model), install opencv-python-headless<5, or use --no_face_detection"
+                f"no face detector available: BlazeFace cannot be loaded and OpenCV {cv2.__version__} has no "
+                "Haar cascade; reinstall the edge package (pip install ./edge) or use --no_face_detection"
             )
         self._haar = cv2.CascadeClassifier(path)
         if self._haar.empty():
             raise EdgeError(f"{path}: cannot load the Haar cascade")
-        self.backend = "haar"
 
-    def _raw_boxes(self, image_rgb: np.ndarray, sizes: tuple | None = None) -> list:
-        """Detections (x, y, w, h) in ``image_rgb``'s pixels; ``sizes``: (smallest, largest) face side."""
-        low, high = (self.min_size, None) if sizes is None else (max(self.min_size, sizes[0]), sizes[1])
-        if self.backend == "yunet":
+    # ------------------------------------------------------------ whole images
+
+    def detect(self, image_rgb: np.ndarray) -> list:
+        """The faces of a whole image (``Face``s in its pixels), sorted left to right.
+
+        EdgeError if the detector fails (e.g. OpenCV out of memory); it is then rebuilt for the next image.
+        """
+        if self.backend == "blazeface":
+            faces = self._blazeface(self._full, image_rgb)
+        else:
             height, width = image_rgb.shape[:2]
-            self._yunet.setInputSize((width, height))
-            _, faces = self._yunet.detect(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-            faces = [] if faces is None else faces
-            return [
-                tuple(f[:4])
-                for f in faces
-                if low <= min(f[2], f[3]) and (high is None or max(f[2], f[3]) <= high)
-            ]
-        gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
-        limits = {} if high is None else {"maxSize": (int(high), int(high))}
-        found = self._haar.detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, minSize=(int(low), int(low)), **limits
-        )
-        return [tuple(b) for b in found]
+            small, factor = self._detection_copy(image_rgb)
+            boxes = self._guarded(small)
+            faces = [Face(square_box([v * factor for v in b], width, height, HAAR_MARGIN)) for b in boxes]
+        return sorted(faces, key=lambda f: tuple(f.box))
+
+    def _blazeface(self, model, image_rgb: np.ndarray, offset=(0.0, 0.0)) -> list:
+        """BlazeFace's faces in ``image_rgb`` as ``Face``s, moved by ``offset`` (a region's corner)."""
+        found = []
+        for d in model.detect(image_rgb):
+            if max(d.box[2], d.box[3]) < self.min_size:
+                continue
+            found.append(Face(d.box, d.score, d.keypoints).moved(*offset))
+        return found
 
     def _detection_copy(self, image_rgb: np.ndarray) -> tuple:
         """(image to detect on, factor from its pixels to the full image's): at most detect_size a side."""
@@ -160,53 +241,66 @@ class FaceDetector:
         size = (max(1, int(round(width / factor))), max(1, int(round(height / factor))))
         return cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA), factor
 
-    def detect_near(self, image_rgb: np.ndarray, box) -> tuple | None:
-        """The face at about ``box`` (a square from ``detect``) in this frame, or None if it is not there.
-
-        Detects only in a region _NEAR_REGION box sides wide around ``box``, shrunk so the face is
-        about TRACK_FACE_PX pixels, at face sizes within _NEAR_SCALES of the last one; returns the
-        square box (full-image pixels, with the margin) that overlaps ``box`` most.
-        """
-        height, width = image_rgb.shape[:2]
-        x, y, side = (float(v) for v in box[:3])
-        half = side * _NEAR_REGION / 2.0
-        x0, y0 = max(0, int(x + side / 2 - half)), max(0, int(y + side / 2 - half))
-        x1, y1 = min(width, int(x + side / 2 + half)), min(height, int(y + side / 2 + half))
-        if x1 - x0 < self.min_size or y1 - y0 < self.min_size:
-            return None
-        face = side / (1.0 + 2.0 * self.margin)  # the detector's own box inside the square
-        factor = max(1.0, face / TRACK_FACE_PX)
-        region = image_rgb[y0:y1, x0:x1]
-        if factor > 1.0:
-            size = (max(1, round((x1 - x0) / factor)), max(1, round((y1 - y0) / factor)))
-            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-        expected = face / factor
-        raw = self._guarded(region, (expected * _NEAR_SCALES[0], expected * _NEAR_SCALES[1]))
-        boxes = [
-            square_box(
-                (x0 + bx * factor, y0 + by * factor, bw * factor, bh * factor), width, height, self.margin
-            )
-            for bx, by, bw, bh in raw
-        ]
-        best = max(boxes, key=lambda b: box_iou(b, box), default=None)
-        return best if best is not None and box_iou(best, box) > 0 else None
+    def _haar_boxes(self, image_rgb: np.ndarray, sizes: tuple | None = None) -> list:
+        """Haar's detections (x, y, w, h) in ``image_rgb``'s pixels; ``sizes``: (smallest, largest) side."""
+        low, high = (self.min_size, None) if sizes is None else (max(self.min_size, sizes[0]), sizes[1])
+        gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
+        limits = {} if high is None else {"maxSize": (int(high), int(high))}
+        found = self._haar.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(int(low), int(low)), **limits
+        )
+        return [tuple(b) for b in found]
 
     def _guarded(self, image_rgb: np.ndarray, sizes=None) -> list:
-        """``_raw_boxes``; if OpenCV fails (out of memory) the detector is rebuilt and EdgeError raised."""
+        """``_haar_boxes``; if OpenCV fails (out of memory) the detector is rebuilt and EdgeError raised."""
         try:
-            return self._raw_boxes(image_rgb, sizes)
+            return self._haar_boxes(image_rgb, sizes)
         except (cv2.error, MemoryError) as e:
             self._init_backend()
             text = " ".join(str(e).split()) or type(e).__name__
             raise EdgeError(f"face detection failed ({text}); the detector was reset") from None
 
-    def detect(self, image_rgb: np.ndarray) -> list:
-        """Square face boxes (x, y, s, s) in full-image pixels, with the margin, sorted left to right.
+    # ------------------------------------------------------------ near a known face
 
-        EdgeError if OpenCV fails (e.g. out of memory); the detector is then rebuilt for the next image.
+    def detect_near(self, image_rgb: np.ndarray, face: Face) -> Face | None:
+        """The face at about ``face`` in this frame (a later frame of a video), or None if it is not there.
+
+        Detects only in a region _NEAR_REGION box sides wide around the last box (BlazeFace: its
+        short-range model, whose faces fill such a region; Haar: shrunk so the face is about
+        TRACK_FACE_PX pixels, at sizes within _NEAR_SCALES of the last) and returns the face that
+        overlaps the last box most.
         """
         height, width = image_rgb.shape[:2]
-        small, factor = self._detection_copy(image_rgb)
-        raw = self._guarded(small)
-        boxes = [square_box([v * factor for v in b], width, height, self.margin) for b in raw]
-        return sorted(boxes)
+        x, y, w, h = (float(v) for v in face.box)
+        side = max(w, h)
+        half = side * _NEAR_REGION / 2.0
+        cx, cy = x + w / 2.0, y + h / 2.0
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(width, int(cx + half)), min(height, int(cy + half))
+        if x1 - x0 < self.min_size or y1 - y0 < self.min_size:
+            return None
+        region = np.ascontiguousarray(image_rgb[y0:y1, x0:x1])
+        if self.backend == "blazeface":
+            found = self._blazeface(self._short, region, (x0, y0))
+        else:
+            found = self._haar_near(region, face, (x0, y0), (width, height))
+        best = max(found, key=lambda f: box_iou(f.box, face.box), default=None)
+        return best if best is not None and box_iou(best.box, face.box) > 0 else None
+
+    def _haar_near(self, region, face: Face, offset, image_size) -> list:
+        inner = max(face.box[2], face.box[3]) / (1.0 + 2.0 * HAAR_MARGIN)  # the cascade's own box
+        factor = max(1.0, inner / TRACK_FACE_PX)
+        if factor > 1.0:
+            size = (max(1, round(region.shape[1] / factor)), max(1, round(region.shape[0] / factor)))
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        expected = inner / factor
+        raw = self._guarded(region, (expected * _NEAR_SCALES[0], expected * _NEAR_SCALES[1]))
+        x0, y0 = offset
+        return [
+            Face(
+                square_box(
+                    (x0 + bx * factor, y0 + by * factor, bw * factor, bh * factor), *image_size, HAAR_MARGIN
+                )
+            )
+            for bx, by, bw, bh in raw
+        ]

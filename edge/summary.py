@@ -1,6 +1,9 @@
 """Per-video summaries (``edge.predict --summary``): what one video or stream showed, as one JSON object.
 
-Over the N face results of a video (every face of every processed frame):
+Each face track (``edge.tracking``) is summarised on its own (``tracks``); the video's label comes
+from the tracks kept: a track seen in fewer than MIN_TRACK_FRAMES processed frames (a passer-by, a
+false detection) or flagged out of domain in more than MAX_OOD_SHARE of its frames is left out, and
+``left_out`` says which and why. Over the N face results of the kept tracks:
   expression.probs    the uncertainty-weighted distribution sum_i w_i p_i / sum_i w_i, with
                       w_i = 1 - H_i and H_i the result's normalised expression entropy (a confident
                       frame counts more; if every w_i is 0, the plain mean); .label its most likely
@@ -9,12 +12,19 @@ Over the N face results of a video (every face of every processed frame):
   au_rates            per AU, the share of results with p >= 0.5
   uncertain           the share of results flagged uncertain
   ood                 the share flagged out of domain (null when the model gives no OOD flag)
-  results, frames, faces   N, the frames with at least one face, the distinct face tracks
+  results, frames, faces   N, the frames with a kept face, the tracks kept
+Numbers are rounded to ``DIGITS`` decimals. A task the model never learnt has no entry.
 """
+
+from __future__ import annotations
 
 import numpy as np
 
 from edge.uncertainty import normalised_entropy
+
+MIN_TRACK_FRAMES = 5  # a track seen in fewer processed frames does not label the video
+MAX_OOD_SHARE = 0.5  # a track flagged out of domain in more of its frames does not either
+DIGITS = 4
 
 
 class VideoSummary:
@@ -22,42 +32,78 @@ class VideoSummary:
 
     def __init__(self, source: str):
         self.source = source
-        self.results: list[dict] = []
-        self.frames: set = set()
-        self.faces: set = set()
+        self.results: dict = {}  # track id -> its FaceResults
 
-    def add(self, result: dict, face=None) -> None:
-        """One face result (``EmotionModel.to_result``) of frame ``result["frame"]``, of track ``face``."""
-        self.results.append(result)
-        self.frames.add(result["frame"])
-        self.faces.add(face)
+    def add(self, result, face=None) -> None:
+        """One face result (a ``FaceResult``) of track ``face``."""
+        self.results.setdefault(face, []).append(result)
+
+    def _verdict(self, results: list, processed: int) -> str | None:
+        """Why a track is left out of the video's label, or None when it is kept."""
+        if len(results) < min(MIN_TRACK_FRAMES, processed):
+            return f"seen in {len(results)} frame(s), fewer than {MIN_TRACK_FRAMES}"
+        flagged = [r.ood for r in results if r.ood is not None]
+        if flagged and np.mean(flagged) > MAX_OOD_SHARE:
+            return f"out of domain in {np.mean(flagged):.0%} of its frames"
+        return None
 
     def summary(self) -> dict:
-        """The summary (see the module docstring); counts only when no result was added."""
-        counts = {"results": len(self.results), "frames": len(self.frames), "faces": len(self.faces)}
-        if not self.results:
-            return counts
-        names = list(self.results[0]["expression"]["probs"])
-        probs = np.array([[r["expression"]["probs"][n] for n in names] for r in self.results])
-        weights = 1.0 - np.clip([r["expression"]["entropy"] for r in self.results], 0.0, 1.0)
-        weights = weights if weights.sum() > 0 else np.ones(len(self.results))
-        mixed = weights @ probs / weights.sum()
-        au_names = list(self.results[0]["au"]["probs"])
-        active = np.array([[r["au"]["probs"][n] >= 0.5 for n in au_names] for r in self.results])
-        flagged = [r["ood"] for r in self.results if r.get("ood") is not None]
-        return {
-            **counts,
-            "expression": {
-                "label": names[int(np.argmax(mixed))],
-                "probs": dict(zip(names, mixed.tolist(), strict=True)),
-                "entropy": float(normalised_entropy(mixed)),
-            },
-            "valence": float(np.mean([r["valence"] for r in self.results])),
-            "arousal": float(np.mean([r["arousal"] for r in self.results])),
-            "au_rates": dict(zip(au_names, active.mean(axis=0).tolist(), strict=True)),
-            "uncertain": float(np.mean([r["uncertain"] for r in self.results])),
-            "ood": float(np.mean(flagged)) if flagged else None,
+        """The summary (see the module docstring)."""
+        processed = len({r.frame for rs in self.results.values() for r in rs})
+        tracks, kept, left_out = [], [], []
+        for face, results in self.results.items():
+            why = self._verdict(results, processed)
+            tracks.append({"face": face, **_describe(results)})
+            if why is None:
+                kept += results
+            else:
+                left_out.append({"face": face, "reason": why})
+        out = {
+            "results": len(kept),
+            "frames": len({r.frame for r in kept}),
+            "faces": len(self.results) - len(left_out),
         }
+        out.update(_describe(kept) if kept else {})
+        out["tracks"], out["left_out"] = tracks, left_out
+        return _rounded(out)
 
     def to_json_dict(self) -> dict:
         return {"source": self.source, "summary": self.summary()}
+
+
+def _describe(results: list) -> dict:
+    """The figures of the module docstring over ``results`` (of one track, or of the kept tracks)."""
+    out = {"results": len(results)}
+    first = results[0]
+    if first.expression is not None:
+        names = list(first.expression["probs"])
+        probs = np.array([[r.expression["probs"][n] for n in names] for r in results])
+        weights = 1.0 - np.clip([r.expression["entropy"] for r in results], 0.0, 1.0)
+        weights = weights if weights.sum() > 0 else np.ones(len(results))
+        mixed = weights @ probs / weights.sum()
+        out["expression"] = {
+            "label": names[int(np.argmax(mixed))],
+            "probs": dict(zip(names, mixed.tolist(), strict=True)),
+            "entropy": float(normalised_entropy(mixed)),
+        }
+        out["uncertain"] = float(np.mean([r.uncertain for r in results]))
+    if first.valence is not None:
+        out["valence"] = float(np.mean([r.valence for r in results]))
+        out["arousal"] = float(np.mean([r.arousal for r in results]))
+    if first.au is not None:
+        au_names = list(first.au["probs"])
+        active = np.array([[r.au["probs"][n] >= 0.5 for n in au_names] for r in results])
+        out["au_rates"] = dict(zip(au_names, active.mean(axis=0).tolist(), strict=True))
+    flagged = [r.ood for r in results if r.ood is not None]
+    out["ood"] = float(np.mean(flagged)) if flagged else None
+    return out
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, DIGITS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value

@@ -2,15 +2,16 @@
 by template matching and re-found by the detector near its last box every few frames.
 
 The video path is detection-bound. On the benchmark clip (``benchmarks/edge_pipeline.py``: 640x480,
-one thread, Haar backend) a full detection costs ~100 ms, a detection near the last box
-(``FaceDetector.detect_near``) ~5 ms, template matching ~0.2 ms, the int8 model ~0.05 ms.
-``FaceTracker`` therefore runs the detector on the whole frame (its ``detect``: on a copy at
-most ``detect_size`` a side) only on the first frame, every ``detect_every`` frames (to find new
-faces), and on the frame after a face was lost. On the frames in between, each face is followed
+one thread) a full detection costs ~7 ms with BlazeFace (~100 ms with the Haar fallback), a
+detection near the last face (``FaceDetector.detect_near``: BlazeFace's short-range model on the
+region) ~2 ms, template matching ~0.2 ms, the int8 model ~0.05 ms. ``FaceTracker`` therefore runs
+the detector on the whole frame only on the first frame, every ``detect_every`` frames (to find
+new faces), and on the frame after a face was lost. On the frames in between, each face is followed
 two ways, the cheaper first:
 - template matching (``follow_template``): the face's grey patch, taken where the detector last
   found it, shrunk to TEMPLATE_PX pixels, is matched (normalised cross-correlation) in a region
-  around its last box; the box moves, its size is kept. A match below MIN_MATCH fails.
+  around its last box; the face (box and keypoints) moves, its size is kept. A match below MIN_MATCH
+  fails.
 - the detector near the last box (``detect_near``): every ``refine_every`` frames, and whenever
   template matching fails; it gives the box a full detection gives (position and size) and a new
   template. If it misses the face where the template still matches, the template's box is kept.
@@ -18,13 +19,13 @@ A face a full detection misses is followed by its template too (the Haar detecto
 expressions and poses for a while), but only for ``detect_every`` frames after the detector last
 found it, and never with ``detect_every`` 1 (the detector alone). A face nothing finds is lost for
 that frame (its track ends, or is kept missing up to ``max_missed`` frames), and the next frame
-gets a full detection. Boxes are squares (x, y, s, s), as ``FaceDetector`` gives them.
+gets a full detection. A track holds the face's last ``edge.faces.Face`` (box, score, keypoints).
 
 Each face has a track id while it is followed: a detection continues the track whose box it
 overlaps most (IoU >= ``min_iou``), else starts a new one (a new or changed face). A track that
 is not seen for more than ``max_missed`` frames ends; ``ended`` lists the ids that ended at the
 last update. Per-face state (smoothing, a stream model's GRU state) hangs on these ids.
-A detector without ``detect_near`` (any object with ``detect(image) -> boxes``) is run in full
+A detector without ``detect_near`` (any object with ``detect(image) -> [Face]``) is run in full
 on every frame; ``refine_every`` 1 follows with the detector alone (no templates).
 """
 
@@ -33,7 +34,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from edge.faces import box_iou
+from edge.faces import Face, box_iou
 
 # Measured with benchmarks/edge_pipeline.py (640x480 rendered-face video, one thread): see edge/README.md.
 DETECT_EVERY = 30  # frames between full detections (new faces appear within a second at 30 frames/s)
@@ -47,21 +48,27 @@ _DUPLICATE_IOU = 0.5  # two tracks that found boxes overlapping this much follow
 
 @dataclasses.dataclass
 class Track:
-    """One followed face: its id, its last box (x, y, w, h), the frames it has not been seen, and
-    the template matching follows it with (grey, TEMPLATE_PX a side; None until taken)."""
+    """One followed face: its id, its last ``Face`` (box, score, keypoints), the frames it has not been
+    seen, and the template matching follows it with (grey, TEMPLATE_PX a side; None until taken)."""
 
     id: int
-    box: tuple
+    face: Face
     missed: int = 0
     template: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     since_anchor: int = 0  # frames since the detector last found this face
+    seen: int = 0  # frames the face was found in
 
-    def place(self, box) -> None:
-        """This frame's box of the face, or None: not found in this frame (one more frame missed)."""
-        if box is None:
+    @property
+    def box(self) -> tuple:
+        return tuple(self.face.box)
+
+    def place(self, face) -> None:
+        """This frame's face, or None: not found in this frame (one more frame missed)."""
+        if face is None:
             self.missed += 1
         else:
-            self.box, self.missed = tuple(box), 0
+            self.face, self.missed = face, 0
+            self.seen += 1
 
 
 def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
@@ -74,12 +81,13 @@ def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
     return cv2.resize(grey, (TEMPLATE_PX, TEMPLATE_PX), interpolation=cv2.INTER_AREA)
 
 
-def follow_template(image_rgb: np.ndarray, box, template: np.ndarray) -> tuple | None:
-    """The square box of the same size where ``template`` matches best within SEARCH box sides of
-    ``box`` (a square), or None if the best normalised cross-correlation is below MIN_MATCH or the
-    region is too small."""
+def follow_template(image_rgb: np.ndarray, face: Face, template: np.ndarray) -> Face | None:
+    """The face moved to where ``template`` matches best within SEARCH box sides of its box (its size
+    and keypoints' layout kept), or None if the best normalised cross-correlation is below MIN_MATCH or
+    the region is too small."""
     height, width = image_rgb.shape[:2]
-    x, y, side = int(box[0]), int(box[1]), int(box[2])
+    x, y = int(round(face.box[0])), int(round(face.box[1]))
+    side = int(round(max(face.box[2], face.box[3])))
     if side < 2 or side > min(width, height):
         return None
     reach = int(round(side * SEARCH))
@@ -96,7 +104,7 @@ def follow_template(image_rgb: np.ndarray, box, template: np.ndarray) -> tuple |
         return None
     nx = min(max(int(round(x0 + bx * factor)), 0), width - side)
     ny = min(max(int(round(y0 + by * factor)), 0), height - side)
-    return (nx, ny, side, side)
+    return face.moved(nx - x, ny - y)
 
 
 class FaceTracker:
@@ -152,57 +160,57 @@ class FaceTracker:
         for track in self.tracks:
             track.since_anchor += 1
             refine = track.since_anchor % self.refine_every == 0
-            box = None if refine else self._by_template(image, track)
-            box = self._near(image, track) if box is None else box
-            box = self._by_template(image, track) if box is None and refine else box  # detector missed it
-            track.place(box)
+            face = None if refine else self._by_template(image, track)
+            face = self._near(image, track) if face is None else face
+            face = self._by_template(image, track) if face is None and refine else face  # detector missed it
+            track.place(face)
 
     def _by_template(self, image, track: Track):
-        """The track's box moved by template matching; None without a template, when it does not
+        """The track's face moved by template matching; None without a template, when it does not
         match, when the detector has not confirmed the face for more than ``detect_every`` frames, or
         with ``detect_every`` 1 (the detector alone)."""
         if track.template is None or self.detect_every == 1 or track.since_anchor > self.detect_every:
             return None
-        return follow_template(image, track.box, track.template)
+        return follow_template(image, track.face, track.template)
 
     def _near(self, image, track: Track):
-        """The detector near the track's last box; when it finds the face, the track is re-anchored."""
+        """The detector near the track's last face; when it finds the face, the track is re-anchored."""
         self.near_detections += 1
-        box = self.detector.detect_near(image, track.box)
-        if box is not None:
-            self._anchor(image, track, box)
-        return box
+        face = self.detector.detect_near(image, track.face)
+        if face is not None:
+            self._anchor(image, track, face)
+        return face
 
-    def _anchor(self, image, track: Track, box) -> None:
-        """The detector found the track's face at ``box``: the template is taken there."""
+    def _anchor(self, image, track: Track, face: Face) -> None:
+        """The detector found the track's face: the template is taken there."""
         track.since_anchor = 0
         if self.refine_every > 1:
-            track.template = face_template(image, box)
+            track.template = face_template(image, face.box)
 
-    def _assign(self, image, boxes: list) -> None:
+    def _assign(self, image, faces: list) -> None:
         """Continue the best-overlapping track of each detection (each track once), or start one."""
         pairs = sorted(
-            ((box_iou(b, t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self.tracks)),
+            ((box_iou(f.box, t.box), i, j) for i, f in enumerate(faces) for j, t in enumerate(self.tracks)),
             reverse=True,
         )
-        taken_boxes, taken_tracks = set(), set()
+        taken_faces, taken_tracks = set(), set()
         for iou, i, j in pairs:
             if iou < self.min_iou:
                 break
-            if i in taken_boxes or j in taken_tracks:
+            if i in taken_faces or j in taken_tracks:
                 continue
-            taken_boxes.add(i)
+            taken_faces.add(i)
             taken_tracks.add(j)
-            self.tracks[j].place(boxes[i])
-            self._anchor(image, self.tracks[j], boxes[i])
+            self.tracks[j].place(faces[i])
+            self._anchor(image, self.tracks[j], faces[i])
         for j, track in enumerate(self.tracks):
             if j not in taken_tracks:  # the detector missed it here: its template may still follow it
                 track.since_anchor += 1
                 track.place(self._by_template(image, track))
-        for i, box in enumerate(boxes):
-            if i not in taken_boxes:
-                self.tracks.append(Track(self._next_id, tuple(box)))
-                self._anchor(image, self.tracks[-1], box)
+        for i, face in enumerate(faces):
+            if i not in taken_faces:
+                self.tracks.append(Track(self._next_id, face, seen=1))
+                self._anchor(image, self.tracks[-1], face)
                 self._next_id += 1
 
     def _drop_duplicates(self) -> None:

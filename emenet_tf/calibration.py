@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from emenet_tf.baselines import TemperatureScaler
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.labels import TASKS
+from emenet_tf.temperature import TemperatureScaler
 
 SPLIT_SEED = 0  # evaluation.evaluate_run's default split: the one every report and the options use
 

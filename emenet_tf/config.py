@@ -4,11 +4,11 @@
 is the flag's default and its ``help`` metadata the flag's help, so the two never disagree.
 A run saves its configuration as ``config.json``; a rerun on the same folder must agree with it
 in every field that changes what was trained (``RESUMABLE`` lists the ones that may differ).
+The data come from ``--data`` (``emenet_tf.data.sources``); the built-in benchmark's own settings
+are ``SyntheticConfig`` (field ``synthetic``, flags ``--synthetic_<name>``).
 
 Presets (``--preset``) replace some defaults at once; flags given explicitly still win:
-  demo          the CPU demo (the defaults below)
-  paper_method  the demo with the paper's distillation (no teacher calibration, no hard labels
-                for students): what the demo's method is compared with
+  demo   the CPU demo (the defaults below)
   paper  the paper's settings: MobileFaceNet-sized model at 112 px, 5 members, 10 epochs,
          Adam 1e-3 x0.1 every 3 epochs, inverse-frequency class weights, generation-3 students
 """
@@ -19,16 +19,21 @@ import dataclasses
 import json
 import math
 
+from emenet_tf import retired
+from emenet_tf.data import sources
+from emenet_tf.data.synthetic_config import SyntheticConfig
 from emenet_tf.errors import ConfigError
 from emenet_tf.io import atomic_write_text
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-DIRICHLET_TARGETS = ("members", "proxy")
 TEACHER_CALIBRATIONS = ("none", "temperature")
 SELECTION_SPLITS = ("all", "fit")
-OOD_SCORES = ("epistemic", "total")
-TEMPORAL_HEADS = ("gru", "residual")  # models.temporal._task_logits builds each
 MAX_SEED = 2**31 - 1
+# Bounds on the flags that size memory, checked before TensorFlow loads: a side of 1024 px already
+# makes a batch of 64 frames 800 MB of float32 input; larger sides are a typo, not a setting.
+MAX_IMAGE_SIZE = 1024
+MAX_BATCH_SIZE = 4096
+MAX_TEMPORAL = 512
 
 
 def _field(default, help: str, **choices):
@@ -41,8 +46,15 @@ class TrainConfig:
     """Everything one training run (all generations, all members) depends on."""
 
     workdir: str = _field("runs/default", "Where checkpoints, soft labels, metrics and exports go.")
-    data_dir: str | None = _field(
-        None, "Aff-Wild2 root (cropped_aligned/, annotations/). Default: the synthetic benchmark."
+    data: str = _field("synthetic", sources.FLAG_HELP)
+    synthetic: SyntheticConfig = dataclasses.field(
+        default_factory=SyntheticConfig, metadata={"help": "The built-in benchmark's settings."}
+    )
+    train_resample_seed: int | None = _field(
+        None,
+        "Train on a seeded random share (data.sources.RESAMPLE_SHARE) of the training identities "
+        "(videos, subjects or photos): the replicate study's resample on datasets with one fixed "
+        "split. None: all of them.",
     )
     preset: str = _field("demo", "Named defaults: demo (CPU demo) or paper (the paper's settings).")
     model: str = _field("small", "EMENet variant: small (CPU demo, 64x64), full (112x112) or tiny (tests).")
@@ -73,7 +85,7 @@ class TrainConfig:
     hard_label_weight: float = _field(
         1.0,
         "Students: weight of the ground-truth losses added to distillation (the paper: 0; 1 measured "
-        "better in every replicate, docs/RESEARCH.md).",
+        "better in every replicate, research/RESEARCH.md).",
     )
     teacher_calibration: str = _field(
         "temperature",
@@ -87,24 +99,12 @@ class TrainConfig:
         "is never seen in training) or on all validation frames (all, the paper's code).",
         choices=SELECTION_SPLITS,
     )
-    ood_score: str = _field(
-        "epistemic",
-        "Evaluation: the OOD score of ensembles and MC Dropout, averaged over the tasks: epistemic "
-        "(mutual information) or total (entropy of the mean prediction).",
-        choices=OOD_SCORES,
-    )
     dirichlet_student: bool = _field(
         True,
         "After the last generation, distil its ensemble into one Dirichlet student (EnD^2: Dirichlet "
         "over EXPR and the VA bins, Beta per AU, trained on every member's probabilities), with a "
         "feature-density OOD score; exported as student_dirichlet_int8.tflite. Per-frame runs only: "
         "off by default with --temporal.",
-    )
-    dirichlet_target: str = _field(
-        "members",
-        "Dirichlet student's target: members (log-likelihood of each member's probabilities, EnD^2) "
-        "or proxy (KL to the Proxy-Dirichlet of the members' mean and spread, Ryabinin et al. 2021).",
-        choices=DIRICHLET_TARGETS,
     )
     skip_bad_labels: bool = _field(False, "Skip malformed annotation lines (counted) instead of failing.")
     backbone_weights: str | None = _field(None, "Start the backbone from these saved weights (.h5).")
@@ -117,13 +117,6 @@ class TrainConfig:
         "Clip length T: train temporal EMENets (the backbone per frame, a GRU of 128 units in each "
         "task head) on clips of T frames and evaluate them over whole videos; 0: per-frame EMENets.",
     )
-    temporal_head: str = _field(
-        "gru",
-        "Temporal: each task's logits from its GRU alone (gru: GRU -> Dense, the paper's head) or from "
-        "the per-frame head plus a zero-initialised Dense on the GRU (residual: training starts from "
-        "the per-frame model, the GRU learns what time adds).",
-        choices=TEMPORAL_HEADS,
-    )
     temporal_stride: int | None = _field(
         None, "Temporal: frames between the starts of consecutive training clips (default: T, no overlap)."
     )
@@ -132,25 +125,10 @@ class TrainConfig:
         "Temporal: missing frames a video segment bridges as masked steps (state carried); a longer gap "
         "starts a new segment (state reset). The edge keeps a face's state as long.",
     )
-    synthetic_seed: int = _field(0, "Seed of the generated synthetic benchmark.")
-    synthetic_train_videos: int | None = _field(
-        64,
-        "Synthetic benchmark: training videos, one identity each (None: the generator's 24; more "
-        "identities was the lever that moved every claim, docs/RESEARCH.md).",
-    )
-    synthetic_val_videos: int | None = _field(
-        18, "Synthetic benchmark: validation videos (None: the generator's)."
-    )
-    synthetic_frames_per_video: int | None = _field(
-        None, "Synthetic benchmark: frames per video (default: the generator's)."
-    )
-    synthetic_degraded_frames: float = _field(
-        0.0,
-        "Synthetic benchmark: share of frames spoilt in short runs by a hand over the face, motion blur "
-        "or low light, labels kept (in-the-wild moments a model over time can bridge); 0: none.",
-    )
 
     def __post_init__(self):
+        if isinstance(self.synthetic, dict):  # from config.json
+            object.__setattr__(self, "synthetic", SyntheticConfig.from_dict(self.synthetic))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -158,6 +136,7 @@ class TrainConfig:
         for ok, message in self._checks():
             if not ok:
                 raise ConfigError(message)
+        sources.parse(self.data)  # ConfigError naming the entry that is wrong
 
     def _checks(self):
         positive = ("ensemble_size", "generations", "epochs", "batch_size", "lr_decay_epochs")
@@ -168,17 +147,16 @@ class TrainConfig:
             yield allowed is None or value in allowed, f"--{f.name} must be one of {allowed}, got {value!r}"
         yield self.temporal >= 0, f"--temporal must be >= 0 (0: per-frame), got {self.temporal}"
         yield self.temporal_max_gap >= 0, f"--temporal_max_gap must be >= 0, got {self.temporal_max_gap}"
-        optional_positive = (
-            "temporal_stride",
-            "steps_per_epoch",
-            "image_size",
-            "synthetic_train_videos",
-            "synthetic_val_videos",
-            "synthetic_frames_per_video",
-        )
-        for n in optional_positive:
+        for n in ("temporal_stride", "steps_per_epoch", "image_size"):
             value = getattr(self, n)
             yield value is None or value >= 1, f"--{n} must be >= 1, got {value}"
+        for name, bound in (
+            ("image_size", MAX_IMAGE_SIZE),
+            ("batch_size", MAX_BATCH_SIZE),
+            ("temporal", MAX_TEMPORAL),
+        ):
+            value = getattr(self, name)
+            yield value is None or value <= bound, f"--{name} must be <= {bound}, got {value}"
         weights = (
             "au_weight",
             "expr_weight",
@@ -198,30 +176,18 @@ class TrainConfig:
             f"--lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}",
         )
         yield 0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"
-        yield (
-            0.0 <= self.synthetic_degraded_frames < 1.0,
-            f"--synthetic_degraded_frames must be in [0, 1), got {self.synthetic_degraded_frames}",
-        )
-        for n in ("seed", "synthetic_seed"):
+        for n in ("seed", "train_resample_seed"):
             value = getattr(self, n)
-            yield 0 <= value <= MAX_SEED, f"--{n} must be in [0, {MAX_SEED}], got {value}"
-        yield self.strategy in STRATEGIES, f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+            yield value is None or 0 <= value <= MAX_SEED, f"--{n} must be in [0, {MAX_SEED}], got {value}"
         yield (
-            self.dirichlet_target in DIRICHLET_TARGETS,
-            f"--dirichlet_target must be one of {DIRICHLET_TARGETS}, got {self.dirichlet_target!r}",
+            not self.temporal or all(s.weight == 1.0 for s in sources.parse(self.data)),
+            "--data weights are for per-frame runs: a temporal run draws clips from every dataset alike",
         )
         yield (
             not (self.dirichlet_student and self.temporal),
             "--dirichlet_student is for per-frame runs (--temporal 0): its precision heads and density "
             "have no temporal form yet",
         )
-        for name, allowed in (
-            ("teacher_calibration", TEACHER_CALIBRATIONS),
-            ("selection_split", SELECTION_SPLITS),
-            ("ood_score", OOD_SCORES),
-        ):
-            value = getattr(self, name)
-            yield value in allowed, f"--{name} must be one of {allowed}, got {value!r}"
         yield self.preset in PRESETS, f"--preset must be one of {tuple(PRESETS)}, got {self.preset!r}"
         yield (
             0.0 <= self.class_weight_power <= 1.0,
@@ -249,16 +215,9 @@ class TrainConfig:
         """Clips per temporal training batch: --batch_size counts frames in both kinds of run."""
         return max(1, self.batch_size // max(self.temporal, 1))
 
-    def synthetic_args(self) -> dict:
-        """Keyword arguments of ``synthetic.generate`` (sizes left unset take the generator's defaults)."""
-        args = {"seed": self.synthetic_seed}
-        for name in ("train_videos", "val_videos", "frames_per_video"):
-            value = getattr(self, f"synthetic_{name}")
-            if value is not None:
-                args[name] = value
-        if self.synthetic_degraded_frames:
-            args["degraded_frames"] = self.synthetic_degraded_frames
-        return args
+    def sources(self) -> tuple[sources.Source, ...]:
+        """The datasets ``--data`` names, in order."""
+        return sources.parse(self.data)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -271,10 +230,12 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str) -> TrainConfig:
+        """A saved config.json, older layouts read with their documented meaning (``retired.upgrade``)."""
         with open(path) as f:
             values = json.load(f)
         if not isinstance(values, dict):
             raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+        values = retired.upgrade(values, path)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -300,16 +261,15 @@ PRESETS = {
         "teacher_calibration": "none",
         "selection_split": "all",
     },
-    # The paper's distillation (the teachers' mean soft labels as they are, no hard labels) at the
-    # demo's model and data: what the default method is compared with. Generation 0 is the same as
-    # the demo's (students differ only), and epochs are still chosen on the fit half only.
-    "paper_method": {"hard_label_weight": 0.0, "teacher_calibration": "none"},
 }
 
 
 def field_defaults() -> dict:
-    """{field name: default} of TrainConfig (the flags' defaults)."""
-    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    """{field name: default} of TrainConfig (the flags' defaults); ``synthetic``: SyntheticConfig()."""
+    return {
+        f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainConfig)
+    }
 
 
 def make_config(preset: str = "demo", **explicit) -> TrainConfig:
@@ -322,17 +282,29 @@ def make_config(preset: str = "demo", **explicit) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def differences(saved: dict, cfg: TrainConfig) -> dict:
-    """{field: (saved value, new value)} for fields outside RESUMABLE whose values differ.
+def flat(values: dict) -> dict:
+    """A config dict with the synthetic benchmark's settings as ``synthetic_<name>`` entries: the
+    flags' names, for messages and comparisons."""
+    out = {k: v for k, v in values.items() if k != "synthetic"}
+    for name, value in (values.get("synthetic") or {}).items():
+        out[f"synthetic_{name}"] = value
+    return out
 
-    A field missing from ``saved`` (a config.json written by an older version) counts as its
-    default.
+
+def differences(saved: dict, cfg: TrainConfig) -> dict:
+    """{flag name: (saved value, new value)} for fields outside RESUMABLE whose values differ.
+
+    ``saved`` is read as ``TrainConfig.load`` reads it (``retired.upgrade``); a field missing from it
+    (a config.json written by an older version) counts as its default. The synthetic benchmark's
+    settings count only when the run uses the benchmark (``--data synthetic``).
     """
-    defaults = field_defaults()
-    new = cfg.to_dict()
+    saved = flat(retired.upgrade(dict(saved), "config.json"))
+    defaults = flat(TrainConfig().to_dict())
+    new = flat(cfg.to_dict())
+    uses_benchmark = any(s.name == sources.SYNTHETIC for s in cfg.sources())
     out = {}
     for name, value in new.items():
-        if name in RESUMABLE:
+        if name in RESUMABLE or (name.startswith("synthetic_") and not uses_benchmark):
             continue
         old = saved.get(name, defaults[name])
         if old != value:

@@ -15,6 +15,7 @@ fit on the training frames (``emenet_tf.density``).
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 from absl import logging
@@ -30,7 +31,9 @@ from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DIRICHLET, RunDir
 from emenet_tf.temporal_inference import frame_source, predict_frames
-from emenet_tf.training import is_chief, make_strategy, remove_stale_temporaries, train_member
+from emenet_tf.training.checkpoints import remove_stale_temporaries
+from emenet_tf.training.member import train_member
+from emenet_tf.training.trainers import is_chief, make_strategy
 
 
 def ensemble_probabilities(models, index: FrameIndex, image_size: int, batch_size: int, source=None) -> dict:
@@ -111,8 +114,20 @@ def calibrate_teacher(cfg: TrainConfig, generation: int, models, probs: dict, va
 
 
 def _holds(path: str, names) -> bool:
-    with np.load(path) as data:
-        return all(k in data.files for k in names)
+    """Whether the stored soft labels at ``path`` can be used: every array ``names`` reads back
+    whole. A file cut short or otherwise unreadable is named in one warning and recomputed (False);
+    one made for other frames is refused by ``load_soft_labels``."""
+    try:
+        with np.load(path) as data:
+            if not all(k in data.files for k in names):
+                return False
+            for k in (*names, "keys"):
+                data[k]  # noqa: B018  (reads the array whole: a cut file fails here)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        logging.warning("%s is unreadable (%s): recomputing the soft labels", path, reason)
+        return False
+    return True
 
 
 def load_soft_labels(path: str, index: FrameIndex, names=TASKS) -> dict:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from emenet_tf._keras import tf
-from emenet_tf.config import DIRICHLET_TARGETS
 from emenet_tf.distributions import (
     au_beta,
-    concentration,
     dirichlet,
     expr_distribution,
     tfd,
@@ -29,10 +27,6 @@ EXPR_CLASS_WEIGHT_CLIP = (0.05, 20.0)
 # of the simplex, p' = (1 - s) p + s / K, so log p' >= log(s / K) stays finite (EnD^2's "central
 # smoothing"; 1e-3 as in Malinin et al.'s code).
 DIRICHLET_SMOOTHING = 1e-3
-# Proxy-Dirichlet target (Ryabinin et al. 2021): precision (K - 1) / (2 mean_m KL(mean || p_m)),
-# capped here (members that agree to float precision would give an infinite target) and offset by 1.
-PROXY_MAX_PRECISION = 1e4
-PROXY_OFFSET = 1.0
 
 
 def _present(mask, ref, rank: int):
@@ -121,14 +115,28 @@ def au_bce(labels, mask, logits, pos_weight=None):
     return _masked_mean(per_entry, present)
 
 
-def expr_ce(labels, mask, logits, class_weight=None):
+def expr_ce(labels, mask, logits, class_weight=None, dist=None):
     """Class-weighted cross-entropy over the frames with an EXPR label.
 
     loss = sum_i w_{y_i} CE_i / sum_i w_{y_i} over present frames i (class_weight None: plain
     mean). labels (B,) int class index, mask (B,), logits (B, 7).
+    dist: (B, 7) annotator distributions (FER+ votes; rows without one all 0) or None. A row with a
+    distribution v is learnt from it instead of its single label: CE_i = -sum_k v_k log q_k with
+    weight sum_k v_k w_k (its expected class weight), whatever its mask says.
     """
     logits = tf.cast(logits, tf.float32)
     present = _present(mask, logits, 1)
+    if dist is not None:
+        voted = tf.reduce_sum(tf.cast(dist, tf.float32), axis=-1) > 0
+        hard_sum, hard_weight = _expr_ce_terms(labels, present & ~voted, logits, class_weight)
+        soft_sum, soft_weight = _expr_votes_terms(dist, voted, logits, class_weight)
+        return tf.math.divide_no_nan(hard_sum + soft_sum, hard_weight + soft_weight)
+    total, weight = _expr_ce_terms(labels, present, logits, class_weight)
+    return tf.math.divide_no_nan(total, weight)
+
+
+def _expr_ce_terms(labels, present, logits, class_weight):
+    """(sum_i w_{y_i} CE_i, sum_i w_{y_i}) over the present rows of single-label cross-entropy."""
     labels = tf.convert_to_tensor(labels)
     labels = tf.cast(tf.where(present, labels, tf.zeros_like(labels)), tf.int32)
     labels = tf.clip_by_value(labels, 0, NUM_EXPR - 1)
@@ -136,7 +144,16 @@ def expr_ce(labels, mask, logits, class_weight=None):
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
     w = tf.ones([NUM_EXPR], tf.float32) if class_weight is None else tf.cast(class_weight, tf.float32)
     w = tf.where(present, tf.gather(w, labels), 0.0)
-    return tf.math.divide_no_nan(tf.reduce_sum(w * ce), tf.reduce_sum(w))
+    return tf.reduce_sum(w * ce), tf.reduce_sum(w)
+
+
+def _expr_votes_terms(dist, voted, logits, class_weight):
+    """(sum_i w_i CE_i, sum_i w_i) over the voted rows: CE_i = -sum_k v_k log q_k, w_i = sum_k v_k w_k."""
+    dist = _clean(tf.cast(dist, tf.float32), voted)
+    ce = tf.nn.softmax_cross_entropy_with_logits(dist, _clean(logits, voted))
+    w = tf.ones([NUM_EXPR], tf.float32) if class_weight is None else tf.cast(class_weight, tf.float32)
+    w = tf.where(voted, tf.reduce_sum(dist * w, axis=-1), 0.0)
+    return tf.reduce_sum(w * ce), tf.reduce_sum(w)
 
 
 def va_loss(values, mask, logits, ccc_weight: float = 1.0, ce_weight: float = 1.0):
@@ -220,41 +237,20 @@ def member_probs(member_logits, bernoulli: bool = False, smoothing: float = DIRI
     return (1.0 - smoothing) * probs + smoothing / num
 
 
-def proxy_concentration(probs):
-    """Proxy-Dirichlet target of members' probabilities (B, M, ..., K) -> (B, ..., K) (no gradient).
-
-    beta = mean * beta_0 + PROXY_OFFSET, beta_0 = min((K - 1) / (2 mean_m KL(mean || p_m)),
-    PROXY_MAX_PRECISION): the moment-like precision estimate of Ryabinin et al. (2021).
-    """
-    probs = tf.stop_gradient(probs)
-    mean = tf.reduce_mean(probs, axis=1)
-    log_mean = tf.math.log(mean)
-    kl = tf.reduce_mean(tf.reduce_sum(mean[:, None] * (log_mean[:, None] - tf.math.log(probs)), -1), 1)
-    num = float(probs.shape[-1])
-    precision = tf.minimum((num - 1.0) / (2.0 * kl + 1e-12), PROXY_MAX_PRECISION)
-    return mean * precision[..., None] + PROXY_OFFSET
-
-
-def dirichlet_loss(member_logits, log_alpha, target: str = "members", bernoulli: bool = False, mask=None):
+def dirichlet_loss(member_logits, log_alpha, bernoulli: bool = False, mask=None):
     """Distribution-distillation loss of one task, per simplex dimension, averaged over present frames.
 
-    target "members" (EnD^2): -mean_m log Dir(p_m; alpha) / (K - 1) over each member's smoothed
-    probabilities p_m (AU: -log Beta(p_m; a, b)). "proxy": KL(Dir(beta) || Dir(alpha)) / (K - 1)
-    to the Proxy-Dirichlet ``beta`` of the members. Dividing by the simplex dimension K - 1 puts
-    the 7-class, 20-bin and Beta terms on one scale.
+    EnD^2: -mean_m log Dir(p_m; alpha) / (K - 1) over each member's smoothed probabilities p_m (AU:
+    -log Beta(p_m; a, b)). Dividing by the simplex dimension K - 1 puts the 7-class, 20-bin and Beta
+    terms on one scale.
     member_logits: (B, M, ..., K) teacher logits, or (B, M, 12) with ``bernoulli``.
     log_alpha: the student's (B, ..., K) log-concentrations (AU: (B, 12, 2)).
     mask: (B,) frames to count, or None.
     """
-    if target not in DIRICHLET_TARGETS:
-        raise ValueError(f"target must be one of {DIRICHLET_TARGETS}, got {target!r}")
     present = _present(mask, log_alpha, 1)
     log_alpha = _clean(tf.cast(log_alpha, tf.float32), present)
     probs = member_probs(_clean(tf.cast(member_logits, tf.float32), present), bernoulli)
-    if target == "proxy":
-        student = tfd.Dirichlet(concentration=concentration(log_alpha))
-        per = tfd.Dirichlet(concentration=proxy_concentration(probs)).kl_divergence(student)
-    elif bernoulli:
+    if bernoulli:
         per = -tf.reduce_mean(au_beta(log_alpha[:, None]).log_prob(probs[..., 0]), axis=1)
     else:
         per = -tf.reduce_mean(dirichlet(log_alpha[:, None]).log_prob(probs), axis=1)

@@ -242,6 +242,23 @@ def kl_categorical(p_true, p_pred) -> float:
     return float(_div(rows.sum(), rows.size, empty=np.nan))
 
 
+def cross_entropy(p_true, p_pred) -> float:
+    """Mean over rows of -sum_k p_true log p_pred (p_pred clipped at PROB_EPS): the NLL of a label
+    distribution, e.g. annotators' votes; it equals entropy(p_true) + KL(p_true || p_pred)."""
+    p_true, p_pred = np.asarray(p_true, np.float64), np.asarray(p_pred, np.float64)
+    if p_true.shape != p_pred.shape:
+        raise ValueError(f"cross_entropy: shapes differ: {p_true.shape} vs {p_pred.shape}")
+    rows = -(p_true * np.log(np.maximum(p_pred, PROB_EPS))).sum(axis=-1)
+    return float(_div(rows.sum(), rows.size, empty=np.nan))
+
+
+def mean_entropy(p) -> float:
+    """Mean over rows of -sum_k p log p in nats (0 log 0 = 0): the floor of ``cross_entropy`` to p."""
+    p = np.asarray(p, np.float64)
+    rows = -np.where(p > 0, p * np.log(np.maximum(p, PROB_EPS)), 0.0).sum(axis=-1)
+    return float(_div(rows.sum(), rows.size, empty=np.nan))
+
+
 def nll_va_bins(probs, values, mask=None) -> float:
     """Mean -log p(bin of the true value) over present entries; probs (N, 2, K), values and mask (N, 2)."""
     probs = np.asarray(probs, np.float64)

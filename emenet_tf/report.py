@@ -1,21 +1,26 @@
 """The evaluation report (report.md): one table per task, the limits and what the run shows.
 
 Everything in it is computed from the metrics dict ``evaluation.evaluate_run`` writes; the claims
-of the issue are checked on those numbers and stated plainly, whichever way they come out.
+(``emenet_tf.claims``, the same definitions the replicate study tests) are checked on this one run's
+numbers and stated plainly, whichever way they come out. A task the run's data never labelled is
+named as such instead of an empty table.
 """
 
 from __future__ import annotations
 
 import json
 
+from emenet_tf import claims as claims_lib
+from emenet_tf.claims import metric_value  # noqa: F401  (report.metric_value: older callers)
+from emenet_tf.labels import TASKS
+
 COLUMNS = {
-    "expr": ("f1", "acc", "score", "nll", "ece", "brier", "aurc", "kl_true"),
+    "expr": ("f1", "acc", "score", "nll", "ece", "brier", "aurc", "kl_true", "nll_votes", "kl_votes"),
     "au": ("f1", "acc", "score", "nll", "ece", "brier", "aurc", "kl_true"),
     "va": ("ccc_valence", "ccc_arousal", "score", "nll", "ece", "brier", "aurc", "kl_true"),
     "ood": ("auroc", "aupr"),
 }
 TITLES = {"expr": "EXPR (7 classes)", "au": "AU (12 Bernoulli)", "va": "VA (valence, arousal; 20 bins each)"}
-OOD_AUROC_TARGET = 0.9
 
 
 def _fmt(value) -> str:
@@ -25,71 +30,47 @@ def _fmt(value) -> str:
 def table(methods: dict, task: str, extra_rows: dict | None = None) -> str:
     """Markdown table of ``task`` with methods as rows; columns nobody has are left out."""
     rows = {**methods, **(extra_rows or {})}
-    cols = [c for c in COLUMNS[task] if any(c in r.get(task, {}) for r in rows.values())]
+    cols = [c for c in COLUMNS[task] if any(c in (r.get(task) or {}) for r in rows.values())]
     if not cols:
         return ""
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(task, {}).get(c)) for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt((row.get(task) or {}).get(c)) for c in cols) + " |")
     return "\n".join(lines)
-
-
-def metric_value(result: dict, method: str, task: str, metric: str):
-    """One number of a metrics.json dict (``result["methods"][method][task][metric]``), None if absent."""
-    return result.get("methods", {}).get(method, {}).get(task, {}).get(metric)
-
-
-ENSEMBLE_SCORES = {  # --ood_score
-    "epistemic": "epistemic uncertainty (mutual information)",
-    "total": "total uncertainty (normalised entropy of the mean prediction)",
-}
 
 
 def _holds(ok) -> str:
     return "HOLDS" if ok else "DOES NOT HOLD"
 
 
-def _ood_score(result: dict) -> str:
-    return result.get("frames", {}).get("ood_score", "epistemic")
-
-
-def claims(result: dict, generations: int) -> list[str]:
-    """The issue's claims checked on the numbers: one plain sentence each."""
-    last = generations - 1
-    single, ens = f"gen{last}_single", f"gen{last}_ensemble"
+def claim_lines(result: dict, generations: int) -> list[str]:
+    """The claims checked on this run's numbers: one plain sentence each."""
+    tasks = trained(result)
+    has_dirichlet = "dirichlet_density" in result.get("methods", {})
     out = []
-    if last == 0:
+    if generations < 2:
         out.append(
             "The run has no student generation (--generations 1): the claims about students are not tested."
         )
-    for metric in ("nll", "ece"):
-        ours = metric_value(result, single, "expr", metric)
-        rivals = {b: metric_value(result, b, "expr", metric) for b in ("temperature_scaling", "mc_dropout")}
-        rivals = {b: v for b, v in rivals.items() if v is not None}
-        if ours is None or not rivals:
-            out.append(f"EXPR {metric.upper()}: not measurable (no labelled EXPR frames or no baseline).")
+    for claim in claims_lib.claims_for(generations, tasks, has_dirichlet):
+        number = claims_lib.value(claim, result, generations)
+        if number is None:
+            out.append(f"{claim.name} [{claim.task}]: not measured on this run.")
             continue
-        ok = all(ours < v for v in rivals.values())
-        vs = ", ".join(f"{b} {_fmt(v)}" for b, v in rivals.items())
-        out.append(f"{single} has lower EXPR {metric.upper()} ({_fmt(ours)}) than {vs}: {_holds(ok)}.")
-    auroc = metric_value(result, ens, "ood", "auroc")
-    if auroc is None:
-        out.append(f"OOD AUROC of {ens}: not measured (no OOD images).")
-    else:
-        ok = auroc >= OOD_AUROC_TARGET
-        out.append(
-            f"{ens} ({_ood_score(result)}) separates OOD images with AUROC {_fmt(auroc)} >= {OOD_AUROC_TARGET}: {_holds(ok)}."
-        )
-    for metric in ("nll", "kl_true"):
-        series = [metric_value(result, f"gen{g}_single", "expr", metric) for g in range(generations)]
-        if generations < 2 or any(v is None for v in series):
-            if metric == "kl_true" and all(v is None for v in series):
-                out.append("KL to the true EXPR distribution: not measured (no synthetic truth).")
-            continue
-        ok = all(b < a for a, b in zip(series[:-1], series[1:], strict=True))
-        path = " -> ".join(_fmt(v) for v in series)
-        out.append(f"Single-model EXPR {metric} falls at every generation ({path}): {_holds(ok)}.")
+        sign = "<" if claim.direction == "below" else ">="
+        ok = claims_lib.passes(number, claim.threshold, claim.direction)
+        text = f"{claim.name} [{claim.task}]: {claim.compare} = {number:+.4f} {sign} {claim.threshold:g}: {_holds(ok)}"
+        if claim.strict_threshold is not None and claim.strict_threshold != claim.threshold:
+            strict = claims_lib.passes(number, claim.strict_threshold, claim.direction)
+            text += f" (strict form, {sign} {claim.strict_threshold:g}: {_holds(strict)})"
+        out.append(text + ".")
     return out
+
+
+def trained(result: dict) -> tuple[str, ...]:
+    """The tasks the run's data labelled (all three unless metrics.json lists ``frames.untrained``)."""
+    untrained = set(result.get("frames", {}).get("untrained", []))
+    return tuple(t for t in TASKS if t not in untrained)
 
 
 def render(result: dict, full: dict, scaler, generations: int) -> str:
@@ -104,36 +85,53 @@ def render(result: dict, full: dict, scaler, generations: int) -> str:
         f"EVERY row below is measured (labelled there: EXPR {f['expr_labelled']}, AU {f['au_labelled']}, "
         f"VA {f['va_labelled']} frames). "
         + (f"OOD: {f['ood']} images from {f['ood_dir']}." if f["ood"] else "No OOD images: no OOD column."),
+    ]
+    if f.get("partial"):
+        parts += ["", f"**Partial evaluation**: {f['partial']}; the rows below are what was finished."]
+    parts += [
         "",
         "## What this run shows (one replicate)",
         "",
         "This is ONE run: its numbers move with the seeds and the CPU's kernels. A claim is shown only "
-        "by the replicate study (`python -m emenet_tf.study --replicates 5 --seed 0 --workdir DIR`, its "
-        '95% intervals in DIR/claims.md; README, "Results"). The checks below are this run\'s values.',
+        "by the replicate study (`python -m emenet_tf.study --seed 0 --workdir DIR`, its 95% intervals "
+        'in DIR/claims.md; README, "Results"). The checks below are this run\'s values.',
         "",
-        *[f"- {c}" for c in claims(result, generations)],
+        *[f"- {c}" for c in claim_lines(result, generations)],
     ]
     oracle = result.get("limits", {}).get("oracle")
-    extra = {"*Bayes (the true distribution)*": oracle} if oracle else None
-    for task in ("expr", "au", "va"):
-        parts += ["", f"## {TITLES[task]}", "", table(result["methods"], task, extra)]
+    extra = {"*Bayes (the true distribution)*": oracle} if oracle else {}
+    votes = result.get("limits", {}).get("votes")
+    if votes:
+        extra["*the annotators' votes (floor)*"] = {
+            "expr": {"nll_votes": votes["nll_votes"], "kl_votes": 0.0}
+        }
+    for task in TASKS:
+        parts += ["", f"## {TITLES[task]}", ""]
+        if task in trained(result):
+            parts.append(table(result["methods"], task, extra))
+        else:
+            parts.append(f"No {task.upper()} labels in this run's training data: the {task.upper()} head was not "
+                         "trained, is not scored, and is left out of the OOD scores and of the exported results.")  # fmt: skip
+    if votes:
+        parts += ["", _votes_note(votes)]
+    parts += _by_dataset(result)
     if any("ood" in m for m in result["methods"].values()):
         parts += [
             "",
             "## Out of domain (validation faces negative, OOD images positive)",
             "",
-            f"Score: {ENSEMBLE_SCORES[_ood_score(result)]} for gen*_ensemble and mc_dropout, epistemic "
-            "uncertainty for dirichlet_single (closed form from its concentrations), predictive normalised "
-            "entropy for the "
-            "others; both the mean of the EXPR value, the mean over the 12 AUs and the mean over valence and "
-            "arousal. dirichlet_density: the negative log density of the Dirichlet student's features.",
+            "Score: epistemic uncertainty (mutual information) for gen*_ensemble, mc_dropout and "
+            "dirichlet_single (closed form from its concentrations), predictive normalised entropy for the "
+            "others; each the mean over the trained tasks of the EXPR value, the mean over the 12 AUs and "
+            "the mean over valence and arousal. dirichlet_density: the negative log density of the "
+            "Dirichlet student's features.",
             "",
             table(result["methods"], "ood"),
         ]
     parts += _limits(result.get("limits", {}))
     parts += ["", "## Temperatures (fit half)", "", "```", json.dumps(scaler.to_dict()), "```"]
     parts += ["", "## Whole validation set", "", _full_note(full)]
-    for task in ("expr", "au", "va", "ood"):
+    for task in (*trained(result), "ood"):
         text = table(full["methods"], task)
         if text:
             parts += ["", f"### {TITLES.get(task, 'Out of domain')}", "", text]
@@ -141,13 +139,34 @@ def render(result: dict, full: dict, scaler, generations: int) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _votes_note(votes: dict) -> str:
+    return (
+        f"Against the annotators ({votes['frames']} evaluation frames with vote distributions): nll_votes is "
+        "the NLL of the votes, -sum_k v_k log p_k, and kl_votes = KL(votes || prediction) = nll_votes minus "
+        f"the votes' own entropy, {votes['nll_votes']:.4f} nats (normalised {votes['normalised_entropy']:.3f}): "
+        "no prediction goes below that floor. ece is measured against the majority label."
+    )
+
+
+def _by_dataset(result: dict) -> list[str]:
+    """One EXPR / AU / VA table per dataset of a run on several datasets."""
+    per = result.get("by_dataset") or {}
+    out = []
+    for label, methods in per.items():
+        out += ["", f"## Dataset {label} (its evaluation-half frames)"]
+        for task in trained(result):
+            text = table(methods, task)
+            out += ["", f"### {TITLES[task]}", "", text or f"No {task.upper()} labels in {label}."]
+    return out
+
+
 def _limits(limits: dict) -> list[str]:
-    if not limits:
+    if not limits.get("expected"):
         return [
             "",
             "## Limits",
             "",
-            "No synthetic truth in the data folder (real data): no limits, no kl_true.",
+            "No synthetic truth in the data (real data): no Bayes limits, no kl_true.",
         ]
     out = ["", "## Bayes limits (synthetic benchmark)", ""]
     exp = limits["expected"]
@@ -181,4 +200,6 @@ DEFINITIONS = """- EXPR: f1 macro over 7 classes, acc, score = 0.67 f1 + 0.33 ac
   (total uncertainty for ensembles and MC Dropout). Risk: EXPR 0/1 error, AU mean decision error over the
   frame's labelled AUs, VA mean absolute error of the expectation. Lower is better.
 - kl_true: KL(true || predicted) per frame (EXPR), per AU decision (AU), per V/A bin distribution (VA),
-  averaged; the true VA bins are the mass of clip(N(mean, std), -1, 1) in each bin."""
+  averaged; the true VA bins are the mass of clip(N(mean, std), -1, 1) in each bin.
+- nll_votes, kl_votes: where annotators' vote distributions exist (FER+), the votes' NLL under the prediction
+  and KL(votes || prediction), averaged over those frames."""

@@ -5,7 +5,8 @@ A run folder (``--workdir``) holds::
   config.json                  the run's configuration (written first)
   class_weights.json           loss weights from the training split
   data_summary.json            what the reader indexed and skipped, per split
-  data/                        the synthetic benchmark, when no --data_dir was given
+  data/                        the synthetic benchmark, when --data names it
+  prepared/<dataset>/          what a dataset's reader writes (face crops, decoded pixels)
   gen<g>/member<k>/            one ensemble member: best.weights.h5, done.json, history.jsonl,
                                tensorboard/, ckpt/ (while it trains), .lock
   gen<g>/soft_labels.npz       generation g's mean probabilities over the training frames (and
@@ -23,15 +24,18 @@ so a member killed at any moment is never taken for finished.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 from emenet_tf.config import TrainConfig
 from emenet_tf.errors import RunError
+from emenet_tf.labels import TASKS
 
 CONFIG = "config.json"
 CLASS_WEIGHTS = "class_weights.json"
 DATA_SUMMARY = "data_summary.json"
 DATA = "data"
+PREPARED = "prepared"
 EVAL = "eval"
 METRICS = "metrics.json"  # the evaluation's results, in eval/
 EXPORT = "export"
@@ -100,9 +104,15 @@ class RunDir:
     def export_lock_path(self) -> str:
         return self.path(EXPORT_LOCK)
 
-    def data_dir(self, cfg: TrainConfig) -> str:
-        """The data the run trains on: ``--data_dir``, else the synthetic benchmark inside the run."""
-        return cfg.data_dir if cfg.data_dir else self.path(DATA)
+    @property
+    def synthetic_dir(self) -> str:
+        """Where the run's synthetic benchmark lies (``--data synthetic``)."""
+        return self.path(DATA)
+
+    @property
+    def prepared_dir(self) -> str:
+        """Where the datasets' readers write, one folder per dataset."""
+        return self.path(PREPARED)
 
     # ------------------------------------------------------------ generations and members
 
@@ -168,6 +178,16 @@ class RunDir:
 
     # ------------------------------------------------------------ reading a run
 
+    def trained_tasks(self) -> tuple[str, ...]:
+        """The tasks the run's training split labels (data_summary.json; a run indexed before it
+        recorded them: all three). Only these are trained, distilled, evaluated and exported."""
+        try:
+            with open(self.data_summary_path) as f:
+                tasks = json.load(f)["train"]["tasks"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return TASKS
+        return tuple(t for t in TASKS if t in tasks)
+
     def load_config(self) -> TrainConfig:
         """The saved configuration, with ``workdir`` set to this folder (wherever it was trained)."""
         if not os.path.isfile(self.config_path):
@@ -213,7 +233,6 @@ def member_net(cfg: TrainConfig, seed: int | None = None, mc_dropout: bool = Fal
             dropout=cfg.dropout,
             mc_dropout=mc_dropout,
             seed=seed,
-            head=cfg.temporal_head,
         )
     from emenet_tf.models import build_emenet
 

@@ -27,7 +27,6 @@ from emenet_tf.data.index import FrameIndex
 from emenet_tf.inference import predict_dataset, probabilities
 from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
-from emenet_tf.models import temporal as tm
 
 _STEPS_PER_CALL = 1 << 15  # segment steps per heads call (padded): bounds memory on long videos
 
@@ -73,7 +72,7 @@ def predict_segments(models, source: Segments, passes: int = 1, keep_members: bo
     per model (MC Dropout). Rows are the frames whose image decoded, in index order.
     """
     models = models if isinstance(models, (list, tuple)) else [models]
-    embeddings, ids = _embeddings([tm.frame_net(m) for m in models], source)
+    embeddings, ids = _embeddings([m.frame_net for m in models], source)
     steps = [
         chunk
         for segment in clips.segments(source.index.subset(ids), source.max_gap)
@@ -81,7 +80,7 @@ def predict_segments(models, source: Segments, passes: int = 1, keep_members: bo
     ]
     per_pass = []
     for model, emb in zip(models, embeddings, strict=True):
-        run = _heads_function(tm.heads_net(model))
+        run = _heads_function(model.heads)
         per_pass.extend(_over_segments(run, emb, steps) for _ in range(passes))
     out = {}
     for task in TASKS:

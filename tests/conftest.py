@@ -7,13 +7,13 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A finished run on a tiny synthetic benchmark: returns its TrainConfig (``cfg.workdir``, ``cfg.data_dir``).
+    """A finished run on a tiny synthetic benchmark: returns its TrainConfig (``cfg.workdir``; its data: ``cfg.sources()[0].path``).
 
     Synthetic data (3 train / 2 validation videos of 30 frames at 32x32, 20 OOD images), then
     ``run.run`` with the 'tiny' model, 2 generations of 2 members, 1 epoch of 2 steps each; no
     evaluation or export (the tests of those call them on this run).
     """
-    from emenet_tf import run
+    from emenet_tf import job
     from emenet_tf.config import TrainConfig
     from emenet_tf.data import synthetic
 
@@ -24,7 +24,7 @@ def tiny_run(tmp_path_factory):
     )
     cfg = TrainConfig(
         workdir=os.path.join(root, "run"),
-        data_dir=data_dir,
+        data="affwild2:" + str(data_dir),
         model="tiny",
         ensemble_size=2,
         generations=2,
@@ -33,6 +33,6 @@ def tiny_run(tmp_path_factory):
         batch_size=16,
         verbose=0,
     )
-    result = run.run(cfg, evaluate=False, export=False)
+    result = job.run_job(cfg, evaluate=False, export=False)
     assert result["generations_complete"] == 2
     return cfg

@@ -6,9 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from emenet_tf import calibration, distill, training
+from emenet_tf import calibration, distill
 from emenet_tf._keras import keras
-from emenet_tf.baselines import TemperatureScaler
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline, synthetic
 from emenet_tf.errors import ConfigError, DataError
@@ -16,6 +15,10 @@ from emenet_tf.inference import predict_dataset
 from emenet_tf.losses import class_weights
 from emenet_tf.models import build_emenet
 from emenet_tf.rundir import RunDir
+from emenet_tf.temperature import TemperatureScaler
+from emenet_tf.training.member import train_member
+from emenet_tf.training.objectives import LossSetup
+from emenet_tf.training.trainers import MultitaskTrainer
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +86,12 @@ def test_distillation_on_a_fixed_target_approaches_it(splits):
         "va": _softmax(rng.normal(size=(len(train), 2, 20))).astype(np.float32),
     }
     weights = class_weights(train)
-    setup = training.LossSetup(
+    setup = LossSetup(
         tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True
     )
     keras.utils.set_random_seed(0)
     net = build_emenet("tiny", seed=0, dropout=0.0)
-    trainer = training.MultitaskTrainer(net, setup)
+    trainer = MultitaskTrainer(net, setup)
     trainer.compile(optimizer=keras.optimizers.Adam(5e-3))
     ds = pipeline.make_dataset(train, 32, 16, training=False, soft_labels=target).cache()
 
@@ -106,12 +109,12 @@ def test_distillation_on_a_fixed_target_approaches_it(splits):
 
 def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
     cfg = TrainConfig(
-        workdir=str(tmp_path / "run"), data_dir=splits["train"].data_dir, model="tiny", ensemble_size=2,
+        workdir=str(tmp_path / "run"), data="affwild2:" + str(splits["train"].data_dir), model="tiny", ensemble_size=2,
         generations=2, epochs=1, steps_per_epoch=2, batch_size=16, verbose=0,
     )  # fmt: skip
     weights = class_weights(splits["train"])
     for k in range(2):
-        training.train_member(cfg, 0, k, splits["train"], None, weights)
+        train_member(cfg, 0, k, splits["train"], None, weights)
     run = RunDir(cfg.workdir)
     teachers = [run.load_member(cfg, 0, k).get_weights() for k in range(2)]
     stamps = [os.path.getmtime(run.best_weights_path(0, k)) for k in range(2)]
@@ -190,9 +193,8 @@ def test_teacher_temperatures_are_fit_on_the_fit_half_only():
     changed["label_expr"][fit] = (changed["label_expr"][fit] + 3) % 7
     assert calibration.fit_teacher_temperatures(changed, 200).to_dict()["expr"] != before["expr"]
     # the split is the evaluation's: the same rows at the same seed
-    from emenet_tf import evaluation
 
-    assert np.array_equal(evaluation.split_halves(np.ones(200, bool), calibration.SPLIT_SEED)[0], fit)
+    assert np.array_equal(calibration.split_halves(np.ones(200, bool), calibration.SPLIT_SEED)[0], fit)
 
 
 def test_teacher_calibration_without_validation_frames_is_refused_before_training(tmp_path, splits):

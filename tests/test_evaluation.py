@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from emenet_tf import evaluation, report
+from emenet_tf.calibration import split_halves
+from emenet_tf.evaluation import inputs, scoring
+from emenet_tf.evaluation.methods.common import entropy_score, epistemic_score
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,29 +27,29 @@ def test_scores_against_numpy():
     members = {"expr": expr, "au": au, "va": va}
     # EXPR: total log 2 / log 7, aleatoric 0; AU and VA: identical members -> no epistemic part
     np.testing.assert_allclose(
-        evaluation.epistemic_score(members), (math.log(2) / math.log(7)) / 3, atol=1e-12
+        epistemic_score(members), (math.log(2) / math.log(7)) / 3, atol=1e-12
     )
     # single member 0: EXPR entropy 0, AU entropy 1 (p = 0.5), VA uniform entropy 1 -> mean 2/3
     single = {k: v[0] for k, v in members.items()}
-    np.testing.assert_allclose(evaluation.entropy_score(single), 2 / 3, atol=1e-12)
+    np.testing.assert_allclose(entropy_score(single), 2 / 3, atol=1e-12)
 
 
 def test_split_halves_disjoint_seeded():
     present = np.ones(101, bool)
     present[[3, 50]] = False
-    fit, ev = evaluation.split_halves(present, seed=0)
+    fit, ev = split_halves(present, seed=0)
     assert len(fit) == 49 and len(ev) == 50
     assert not set(fit) & set(ev)
     assert set(fit) | set(ev) == set(np.flatnonzero(present))
-    again = evaluation.split_halves(present, seed=0)
+    again = split_halves(present, seed=0)
     np.testing.assert_array_equal(again[0], fit)
-    assert not np.array_equal(evaluation.split_halves(present, seed=1)[0], fit)
+    assert not np.array_equal(split_halves(present, seed=1)[0], fit)
 
 
 def test_expr_and_va_metrics_by_hand():
     probs = np.array([[0.7, 0.3] + [0.0] * 5, [0.6, 0.4] + [0.0] * 5, [0.2, 0.8] + [0.0] * 5])
     labels = np.array([0, 1, 1])
-    out = evaluation.expr_metrics(probs, labels, np.array([1.0, 1.0, 0.0]))  # third row unlabelled
+    out = scoring.expr_metrics(probs, labels, np.array([1.0, 1.0, 0.0]))  # third row unlabelled
     assert out["acc"] == pytest.approx(0.5)
     assert out["nll"] == pytest.approx(-(math.log(0.7) + math.log(0.4)) / 2)
     assert out["brier"] == pytest.approx(((0.3**2 + 0.3**2) + (0.6**2 + 0.6**2)) / 2)
@@ -58,7 +61,7 @@ def test_expr_and_va_metrics_by_hand():
     va[0, :, 10] = 1.0
     va[1, :, 5] = 1.0
     values = np.array([[centres[10], centres[10]], [centres[6], centres[6]]])
-    out = evaluation.va_metrics(va, values, np.ones((2, 2)))
+    out = scoring.va_metrics(va, values, np.ones((2, 2)))
     assert out["nll"] == pytest.approx((0.0 + 0.0 + 2 * -math.log(1e-12)) / 4, rel=1e-6)
     assert out["brier"] == pytest.approx((0 + 0 + 2 + 2) / 4)
     assert out["ece"] == pytest.approx(0.5)  # all confidence 1, accuracy 1/2
@@ -78,15 +81,15 @@ def test_ood_index_transcodes_non_jpeg(tmp_path):
     (folder / "notes.txt").write_text("not an image")
     work = tmp_path / "work"
     work.mkdir()
-    index = evaluation.ood_index(str(folder), str(work))
+    index = inputs.ood_index(str(folder), str(work))
     assert len(index) == 2 and index.expr_mask.sum() == 0 and index.au_mask.sum() == 0
     batch = next(iter(pipeline.make_dataset(index, 16, 4, training=False)))
     assert batch["image"].shape == (2, 16, 16, 3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
-        evaluation.ood_index(str(tmp_path / "empty"), str(work))
+        inputs.ood_index(str(tmp_path / "empty"), str(work))
     with pytest.raises(ValueError, match="does not exist"):
-        evaluation.ood_index(str(tmp_path / "nowhere"), str(work))
+        inputs.ood_index(str(tmp_path / "nowhere"), str(work))
 
 
 def _result(single_nll, ts_nll, mc_nll, auroc):
@@ -111,12 +114,20 @@ def _result(single_nll, ts_nll, mc_nll, auroc):
 
 
 def test_claims_state_each_outcome():
-    good = report.claims(_result(1.0, 1.1, 1.2, 0.95), generations=2)
-    assert sum("HOLDS" in c and "DOES NOT" not in c for c in good) == 5
-    bad = report.claims(_result(1.15, 1.1, 1.2, 0.85), generations=2)
-    assert "EXPR NLL" in bad[0] and "DOES NOT HOLD" in bad[0]
-    assert "AUROC 0.8500" in bad[2] and "DOES NOT HOLD" in bad[2]
-    assert "1.2000 -> 1.1500" in bad[3] and "HOLDS" in bad[3]
+    """report.md checks the claims of emenet_tf.claims on one run's numbers, one sentence each."""
+    good = report.claim_lines(_result(1.0, 1.1, 1.2, 0.95), generations=2)
+    expr = [line for line in good if "[expr]" in line or "[ood]" in line]
+    assert len(expr) == 7 and all("HOLDS" in line and "DOES NOT" not in line for line in expr), expr
+    assert sum("not measured" in line for line in good) == 12  # AU and VA: no figures in this result
+    bad = report.claim_lines(_result(1.15, 1.1, 1.2, 0.85), generations=2)
+    (nll_ts,) = [line for line in bad if line.startswith("student_nll_below_temperature_scaling [expr]")]
+    assert "+0.0500 < 0: DOES NOT HOLD" in nll_ts
+    (ood,) = [line for line in bad if line.startswith("ensemble_ood_auroc_at_least_0.9")]
+    assert "+0.8500 >= 0.9: DOES NOT HOLD" in ood
+    (ece,) = [line for line in bad if line.startswith("student_ece_noninferior_temperature_scaling [expr]")]
+    assert "-0.0500 < 0.01: HOLDS (strict form, < 0: HOLDS)" in ece
+    (falls,) = [line for line in bad if line.startswith("nll_falls_each_generation [expr]")]
+    assert "-0.0500 < 0: HOLDS" in falls
 
 
 def _run_cli(*args):
@@ -215,7 +226,7 @@ def _check_against_an_independent_computation(cfg, result):
     from emenet_tf.rundir import RunDir
 
     run = RunDir(cfg.workdir)
-    index = affwild2.load_split(cfg.data_dir, "validation")
+    index = affwild2.load_split(cfg.sources()[0].path, "validation")
     ds = pipeline.make_dataset(index, input_size(cfg.model, cfg.image_size), cfg.batch_size, training=False)
     batches = list(ds)
     frame_id = np.concatenate([b["frame_id"].numpy() for b in batches])
@@ -231,7 +242,7 @@ def _check_against_an_independent_computation(cfg, result):
     mean[frame_id] = np.mean(probs, axis=0)
     present = np.zeros(len(index), bool)
     present[frame_id] = True
-    _, rows = evaluation.split_halves(present, seed=0)
+    _, rows = split_halves(present, seed=0)
     rows = rows[index.expr_mask[rows] > 0]
     p_true = mean[rows, index.expr[rows]]
     nll = float(-np.mean(np.log(np.maximum(p_true, 1e-12))))

@@ -5,6 +5,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,17 +17,20 @@ from edge.contract import ENSEMBLE_OUTPUTS, SINGLE_OUTPUTS, output_shapes
 from edge.runtime import input_tensor
 from emenet_tf import export
 from emenet_tf import io as io_lib
+from emenet_tf.cli.export import print_summary
 from emenet_tf.data import affwild2
 from emenet_tf.errors import ExportError, RunError, WriteError
 from emenet_tf.export import convert as convert_lib
+from emenet_tf.export import exporter as run_lib
 from emenet_tf.export import model as model_lib
 from emenet_tf.export import parity, qat, tflite
-from emenet_tf.export import run as run_lib
-from emenet_tf.export.__main__ import main, print_summary
 from emenet_tf.export.graph import contract_outputs, keras_outputs
+from emenet_tf.export.options import VALIDATION_FRAMES
 from emenet_tf.labels import AU_NAMES, EXPR_NAMES, va_bin_centres
 from emenet_tf.models import input_size
 from emenet_tf.rundir import RunDir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODELS = (
     "student_float32", "student_int8", "ensemble_float32", "ensemble_int8",
@@ -57,7 +62,7 @@ def exported(tiny_run, tmp_path_factory):
     summary = export.export_run(
         tiny_run.workdir, out_dir=out_dir, allow_degraded=True, representative_frames=32, float_backbone_max=0
     )
-    splits = affwild2.load_splits(tiny_run.data_dir)
+    splits = affwild2.load_splits(tiny_run.sources()[0].path)
     frames = run_lib.load_frames(splits["validation"], _size(tiny_run), 24)
     return {"cfg": tiny_run, "out_dir": out_dir, "summary": summary, "frames": frames, "splits": splits}
 
@@ -267,7 +272,7 @@ def test_edge_reports_the_dirichlet_ood_score(exported):
 
 def test_thresholds_are_validation_quantiles(exported):
     cfg = exported["cfg"]
-    frames = run_lib.load_frames(exported["splits"]["validation"], _size(cfg), run_lib.VALIDATION_FRAMES)
+    frames = run_lib.load_frames(exported["splits"]["validation"], _size(cfg), VALIDATION_FRAMES)
     out = _run(exported, "ensemble_float32", parity.on_uint8_grid(frames["image"]))
     with open(os.path.join(exported["out_dir"], "ensemble_float32.json")) as f:
         thresholds = json.load(f)["thresholds"]
@@ -292,7 +297,7 @@ def test_parity_json_holds_the_figures_of_the_written_models(exported):
     assert set(summary["parity"]) == set(MODELS) and summary["targets"] == parity.TARGETS
     assert summary["files"] == {m: os.path.join(exported["out_dir"], f"{m}.tflite") for m in MODELS}
     cfg = exported["cfg"]
-    frames = run_lib.load_frames(exported["splits"]["validation"], _size(cfg), run_lib.VALIDATION_FRAMES)
+    frames = run_lib.load_frames(exported["splits"]["validation"], _size(cfg), VALIDATION_FRAMES)
     images = parity.on_uint8_grid(frames["image"])
     for kind in ("student", "ensemble"):
         figures = summary["parity"][f"{kind}_int8"]
@@ -560,22 +565,28 @@ def test_a_write_failure_names_the_file_and_leaves_nothing(tmp_path, monkeypatch
 # ---------------------------------------------------------------- the CLI
 
 
-def test_cli_rejects_a_folder_without_a_run(tmp_path):
-    with pytest.raises(SystemExit):
-        main(["--workdir", str(tmp_path)])
-
-
-def test_cli_failure_is_one_line(tiny_run, monkeypatch):
-    def failing(*args, **kwargs):
-        raise ExportError("/x/export/student_int8.tflite: cannot write (No space left on device)")
-
-    monkeypatch.setattr("emenet_tf.export.__main__.export_run", failing)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--workdir", tiny_run.workdir])
-    assert (
-        str(exit_info.value)
-        == "export failed: /x/export/student_int8.tflite: cannot write (No space left on device)"
+def _export_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "emenet_tf.export", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
+
+
+def test_cli_rejects_a_folder_without_a_run(tmp_path):
+    proc = _export_cli("--workdir", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"python -m emenet_tf.export: error: {tmp_path} holds no config.json (not a training run)"
+    ]
+
+
+def test_cli_failure_is_one_line(tiny_run, tmp_path):
+    copy = _copy_run(tiny_run, tmp_path)
+    os.remove(RunDir(copy).done_path(1, 0))
+    proc = _export_cli("--workdir", copy, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("python -m emenet_tf.export")]
+    assert line.startswith("python -m emenet_tf.export: error: export failed: ") and "not finished" in line
+    assert proc.stderr.strip().splitlines()[-1] == line
 
 
 def test_cli_prints_the_parity_summary(tmp_path, capsys):

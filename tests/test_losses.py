@@ -10,8 +10,6 @@ from emenet_tf._keras import tf
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.losses import DIRICHLET_SMOOTHING as SMOOTH
 from emenet_tf.losses import (
-    PROXY_MAX_PRECISION,
-    PROXY_OFFSET,
     au_bce,
     au_soft_ce,
     ccc,
@@ -115,6 +113,27 @@ def test_expr_ce_weighted_mean_with_masked_garbage(rng):
     # float labels with NaN where masked are accepted too; no weights -> plain mean.
     y_float = np.where(mask > 0, y, np.nan).astype(np.float32)
     assert float(expr_ce(y_float, mask, z, None)) == pytest.approx((ce * mask).sum() / mask.sum(), rel=1e-5)
+
+
+def test_expr_ce_learns_vote_distributions_where_a_row_has_one(rng):
+    """Rows with annotators' votes (FER+) are learnt from the distribution, weighted by its expected
+    class weight; the other rows from their label; masked rows without votes count nothing."""
+    y = rng.integers(0, 7, B)
+    z = rng.normal(size=(B, 7)).astype(np.float32)
+    mask = np.array([1, 0, 1, 1, 0, 1], np.float32)
+    dist = np.zeros((B, 7), np.float32)
+    dist[2] = rng.dirichlet(np.ones(7))  # a labelled row with votes: the votes win
+    dist[4] = rng.dirichlet(np.ones(7))  # an unlabelled row with votes: counted
+    w = rng.uniform(0.5, 3, 7).astype(np.float32)
+    logq = _log_softmax(z.astype(np.float64))
+    voted = dist.sum(1) > 0
+    ce = np.where(voted, -(dist * logq).sum(1), -logq[np.arange(B), y])
+    weight = np.where(voted, (dist * w).sum(1), w[y] * mask)
+    expected = (weight * ce).sum() / weight.sum()
+    assert float(expr_ce(y, mask, z, w, dist)) == pytest.approx(expected, rel=1e-5)
+    # no votes anywhere: exactly the single-label loss
+    none = np.zeros_like(dist)
+    assert float(expr_ce(y, mask, z, w, none)) == pytest.approx(float(expr_ce(y, mask, z, w)), rel=1e-6)
 
 
 def test_va_loss_closed_form_with_masked_nan(rng):
@@ -239,20 +258,6 @@ def _log_dirichlet(p, alpha):
     return gammaln(alpha.sum(-1)) - gammaln(alpha).sum(-1) + ((alpha - 1) * np.log(p)).sum(-1)
 
 
-def _kl_dirichlet(beta, alpha):
-    """KL(Dir(beta) || Dir(alpha)) in closed form."""
-    from scipy.special import digamma, gammaln
-
-    b0, a0 = beta.sum(-1), alpha.sum(-1)
-    return (
-        gammaln(b0)
-        - gammaln(beta).sum(-1)
-        - gammaln(a0)
-        + gammaln(alpha).sum(-1)
-        + ((beta - alpha) * (digamma(beta) - digamma(b0)[..., None])).sum(-1)
-    )
-
-
 @pytest.mark.parametrize("shape", [(7,), (2, 20)])
 def test_dirichlet_nll_of_every_member_closed_form(rng, shape):
     members = rng.normal(size=(B, 3) + shape).astype(np.float32) * 2
@@ -275,34 +280,17 @@ def test_beta_nll_of_every_member_closed_form(rng):
     assert float(dirichlet_loss(members, log_ab, bernoulli=True)) == pytest.approx(expected, rel=1e-4)
 
 
-def test_proxy_target_closed_form(rng):
-    members = rng.normal(size=(B, 4, 7)).astype(np.float32)
-    log_alpha = rng.normal(size=(B, 7)).astype(np.float32) + 2
-    p = _smoothed(members)
-    mean = p.mean(axis=1)
-    mkl = (mean[:, None] * (np.log(mean[:, None]) - np.log(p))).sum(-1).mean(1)
-    beta = mean * np.minimum(6 / (2 * mkl), PROXY_MAX_PRECISION)[:, None] + PROXY_OFFSET
-    expected = _kl_dirichlet(beta, np.exp(log_alpha.astype(np.float64))).mean() / 6
-    assert float(dirichlet_loss(members, log_alpha, "proxy")) == pytest.approx(expected, rel=1e-4)
-    # members that agree exactly: the target's precision is the cap, not infinity
-    same = np.repeat(members[:, :1], 4, axis=1)
-    assert np.isfinite(float(dirichlet_loss(same, log_alpha, "proxy")))
-
-
-@pytest.mark.parametrize("target", ["members", "proxy"])
-def test_dirichlet_loss_masked_frames_count_nothing(rng, target):
+def test_dirichlet_loss_masked_frames_count_nothing(rng):
     members = rng.normal(size=(B, 3, 12)).astype(np.float32)
     log_ab = rng.normal(size=(B, 12, 2)).astype(np.float32)
     mask = np.array([1, 0, 1, 1, 0, 1], np.float32)
-    keep = dirichlet_loss(members[mask > 0], log_ab[mask > 0], target, bernoulli=True)
+    keep = dirichlet_loss(members[mask > 0], log_ab[mask > 0], bernoulli=True)
     members[mask == 0], log_ab[mask == 0] = np.nan, np.nan
     loss, grad = _loss_and_grad(
-        lambda t: dirichlet_loss(members, t, target, bernoulli=True, mask=mask), log_ab
+        lambda t: dirichlet_loss(members, t, bernoulli=True, mask=mask), log_ab
     )
     assert loss == pytest.approx(float(keep), rel=1e-5)
     assert np.all(grad[mask == 0] == 0.0) and np.all(np.isfinite(grad))
-    with pytest.raises(ValueError, match="target"):
-        dirichlet_loss(members, log_ab, "mean")
 
 
 def _index(au, au_mask, expr, expr_mask):

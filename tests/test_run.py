@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from emenet_tf import evaluation, run
+from emenet_tf import evaluation, job
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import synthetic
-from emenet_tf.errors import ConfigError, DataError
+from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.rundir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,18 +48,18 @@ def _train(*args, env=ENV, timeout=600):
 
 
 def test_a_rerun_with_other_settings_refuses_and_changes_nothing(tmp_path, data_dir):
-    cfg = TrainConfig(workdir=str(tmp_path / "w"), data_dir=data_dir, model="tiny", learning_rate=3e-3)
-    run.prepare(cfg)
+    cfg = TrainConfig(workdir=str(tmp_path / "w"), data="affwild2:" + str(data_dir), model="tiny", learning_rate=3e-3)
+    job.prepare(cfg)
     saved = open(RunDir(cfg.workdir).config_path).read()
-    other = TrainConfig(workdir=cfg.workdir, data_dir=data_dir, model="tiny", learning_rate=0.1, epochs=2)
+    other = TrainConfig(workdir=cfg.workdir, data="affwild2:" + str(data_dir), model="tiny", learning_rate=0.1, epochs=2)
     with pytest.raises(ConfigError) as err:
-        run.prepare(other)
+        job.prepare(other)
     message = str(err.value)
     assert "--learning_rate=0.1 (the run has 0.003)" in message and "--epochs=2 (the run has 6)" in message
     assert "\n" not in message
     assert open(RunDir(cfg.workdir).config_path).read() == saved
     # What may change is applied and said: more generations extend the run.
-    run.prepare(TrainConfig(workdir=cfg.workdir, data_dir=data_dir, model="tiny", generations=4, verbose=0))
+    job.prepare(TrainConfig(workdir=cfg.workdir, data="affwild2:" + str(data_dir), model="tiny", generations=4, verbose=0))
     assert json.load(open(RunDir(cfg.workdir).config_path))["generations"] == 4
 
 
@@ -70,14 +70,14 @@ def test_checks_fail_before_anything_is_written(tmp_path, data_dir):
     a_file.write_text("x")
     for data, message in (
         (str(not_affwild), "not an Aff-Wild2 folder"),
-        (str(a_file), "is a file, not a folder"),
+        (str(a_file), "not a folder"),
     ):
         workdir = tmp_path / f"w{len(message)}"
         with pytest.raises((ConfigError, DataError), match=message):
-            run.prepare(TrainConfig(workdir=str(workdir), data_dir=data, model="tiny"))
+            job.prepare(TrainConfig(workdir=str(workdir), data="affwild2:" + str(data), model="tiny"))
         assert not workdir.exists()
     # Corrected, the same workdir is accepted (no config.json was left to refuse it).
-    run.prepare(TrainConfig(workdir=str(tmp_path / "w22"), data_dir=data_dir, model="tiny"))
+    job.prepare(TrainConfig(workdir=str(tmp_path / "w22"), data="affwild2:" + str(data_dir), model="tiny"))
 
 
 def test_train_py_writes_nothing_for_bad_flags(tmp_path):
@@ -96,7 +96,7 @@ def test_a_folder_of_the_users_at_workdir_data_is_never_replaced(tmp_path):
     data.mkdir(parents=True)
     (data / "mine.txt").write_text("keep me")
     with pytest.raises(DataError, match="not a synthetic benchmark"):
-        run.ensure_data(TrainConfig(workdir=str(tmp_path / "w"), model="tiny"))
+        job.ensure_data(TrainConfig(workdir=str(tmp_path / "w"), model="tiny"))
     assert (data / "mine.txt").read_text() == "keep me"
 
 
@@ -110,12 +110,16 @@ def test_a_copied_run_evaluates_from_another_folder_and_unfinished_members_are_n
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = evaluation.evaluate_run("../copy", mc_passes=2)
+    with pytest.raises(RunError) as err:  # a partial evaluation is asked for, never a surprise
+        evaluation.evaluate_run("../copy", mc_passes=2)
+    assert "generation 1 is unfinished" in str(err.value) and "--allow_partial" in str(err.value)
+    result = evaluation.evaluate_run("../copy", mc_passes=2, allow_partial=True)
     assert set(result["methods"]) == {"gen0_single", "gen0_ensemble", "temperature_scaling", "mc_dropout"}
-    assert (copy / "eval" / "metrics.json").exists()
+    assert result["frames"]["partial"].startswith("generation 1 is unfinished")
+    assert (copy / "eval_partial" / "metrics.json").exists() and not (copy / "eval").exists()
     assert not os.path.exists(os.path.join(tiny_run.workdir, "eval", "metrics.json")) or os.path.getmtime(
         os.path.join(tiny_run.workdir, "eval", "metrics.json")
-    ) < os.path.getmtime(copy / "eval" / "metrics.json")
+    ) < os.path.getmtime(copy / "eval_partial" / "metrics.json")
 
 
 @pytest.mark.slow
@@ -125,9 +129,9 @@ def test_two_member_jobs_run_at_once_and_a_second_full_run_is_refused(tmp_path, 
         _train(f"--workdir={workdir}", f"--data_dir={data_dir}", *TINY, "--generations=1", f"--member={k}")
         for k in (0, 1)
     ]
-    outs = [job.communicate(timeout=600) for job in jobs]
-    for job, (_out, err) in zip(jobs, outs, strict=True):
-        assert job.returncode == 0 and "Traceback" not in err, err[-3000:]
+    outs = [proc.communicate(timeout=600) for proc in jobs]
+    for proc, (_out, err) in zip(jobs, outs, strict=True):
+        assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
     rundir = RunDir(workdir)
     assert rundir.is_done(0, 0) and rundir.is_done(0, 1)
     for k in (0, 1):
@@ -182,9 +186,9 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, data_dir):
             _train(f"--workdir={workdir}", f"--data_dir={data_dir}", *TINY, "--ensemble_size=1", "--generations=1",
                    "--epochs=2", "--strategy=multi_worker", "--noevaluate", "--noexport", env=env)
         )  # fmt: skip
-    outs = [job.communicate(timeout=600) for job in jobs]
-    for job, (_out, err) in zip(jobs, outs, strict=True):
-        assert job.returncode == 0, err[-3000:]
+    outs = [proc.communicate(timeout=600) for proc in jobs]
+    for proc, (_out, err) in zip(jobs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
     rundir = RunDir(workdir)
     assert rundir.is_done(0, 0)
     assert "num_workers = 2" in outs[0][1]  # really two workers, one cluster
@@ -201,9 +205,9 @@ def test_unreadable_frames_are_named_in_the_run_summary(tmp_path, data_dir):
     frames = sorted((data / "cropped_aligned").glob("syn-train-000/*.jpg"))
     raw = frames[3].read_bytes()
     frames[3].write_bytes(raw[: len(raw) // 2])  # truncated: no end marker
-    cfg = TrainConfig(workdir=str(tmp_path / "w"), data_dir=str(data), model="tiny", ensemble_size=1,
+    cfg = TrainConfig(workdir=str(tmp_path / "w"), data="affwild2:" + str(data), model="tiny", ensemble_size=1,
                       generations=1, epochs=1, steps_per_epoch=3, batch_size=16, verbose=0)  # fmt: skip
-    result = run.run(cfg, evaluate=False, export=False)
+    result = job.run_job(cfg, evaluate=False, export=False)
     summary = json.load(open(RunDir(cfg.workdir).data_summary_path))
     assert summary["dropped_images"]["bad_images"] == 1 == result["dropped_images"]["bad_images"]
     assert "syn-train-000/" + frames[3].name in summary["dropped_images"]["examples"][0]
@@ -220,9 +224,9 @@ def test_a_tiny_run_repeated_on_one_machine_gives_identical_metrics(tmp_path, da
     """
     metrics = []
     for name in ("a", "b"):
-        cfg = TrainConfig(workdir=str(tmp_path / name), data_dir=data_dir, model="tiny", ensemble_size=2,
+        cfg = TrainConfig(workdir=str(tmp_path / name), data="affwild2:" + str(data_dir), model="tiny", ensemble_size=2,
                           generations=2, epochs=2, steps_per_epoch=3, batch_size=16, verbose=0)  # fmt: skip
-        run.run(cfg, evaluate=True, export=False)
+        job.run_job(cfg, evaluate=True, export=False)
         metrics.append(json.load(open(os.path.join(cfg.workdir, "eval", "metrics.json"))))
     assert metrics[0]["methods"] == metrics[1]["methods"]
     assert metrics[0] == metrics[1]

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from emenet_tf import study
+from emenet_tf.labels import TASKS
+from emenet_tf.study import analysis, runner, statistics
+from emenet_tf.study.render import write_study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,39 +21,39 @@ T975 = {1: 12.706204736, 2: 4.302652730, 4: 2.776445105}
 
 def test_t_interval_hand_computed():
     # [1, 2, 3]: mean 2, s = 1, half = 4.3027 / sqrt(3) = 2.48414
-    mean, lo, hi = study.t_interval([1.0, 2.0, 3.0])
+    mean, lo, hi = statistics.t_interval([1.0, 2.0, 3.0])
     assert mean == pytest.approx(2.0)
     assert lo == pytest.approx(2.0 - T975[2] / math.sqrt(3), abs=1e-6)
     assert hi == pytest.approx(2.0 + 2.484137, abs=1e-5)
     # [0, 2]: mean 1, s = sqrt(2), half = 12.7062 * sqrt(2) / sqrt(2)
-    mean, lo, hi = study.t_interval([0.0, 2.0])
+    mean, lo, hi = statistics.t_interval([0.0, 2.0])
     assert (mean, lo, hi) == pytest.approx((1.0, 1.0 - T975[1], 1.0 + T975[1]), abs=1e-6)
     # five values -0.10 .. -0.14: mean -0.12, s = 0.0158114, half = 2.7764 * 0.0158114 / sqrt(5) = 0.019632
-    mean, lo, hi = study.t_interval([-0.10, -0.11, -0.12, -0.13, -0.14])
+    mean, lo, hi = statistics.t_interval([-0.10, -0.11, -0.12, -0.13, -0.14])
     assert mean == pytest.approx(-0.12)
     assert hi == pytest.approx(-0.12 + 0.019632, abs=1e-5)
 
 
 def test_t_interval_one_value_has_no_interval():
-    assert study.t_interval([0.5]) == (0.5, None, None)
-    assert study.t_interval([]) == (None, None, None)
+    assert statistics.t_interval([0.5]) == (0.5, None, None)
+    assert statistics.t_interval([]) == (None, None, None)
 
 
 def test_holds_logic():
-    assert study.holds((-0.3, -0.01), 0.0, "below")
-    assert not study.holds((-0.3, 0.01), 0.0, "below")
-    assert not study.holds((-0.3, 0.0), 0.0, "below")  # the interval must lie strictly below
-    assert study.holds((0.9, 0.97), 0.9, "at_least")
-    assert not study.holds((0.89, 0.97), 0.9, "at_least")
-    assert not study.holds((None, None), 0.0, "below")
+    assert statistics.holds((-0.3, -0.01), 0.0, "below")
+    assert not statistics.holds((-0.3, 0.01), 0.0, "below")
+    assert not statistics.holds((-0.3, 0.0), 0.0, "below")  # the interval must lie strictly below
+    assert statistics.holds((0.9, 0.97), 0.9, "at_least")
+    assert not statistics.holds((0.89, 0.97), 0.9, "at_least")
+    assert not statistics.holds((None, None), 0.0, "below")
     with pytest.raises(ValueError):
-        study.holds((0, 1), 0.0, "above")
+        statistics.holds((0, 1), 0.0, "above")
     # [-0.10, -0.12, -0.14]: mean -0.12, s 0.02, hi = -0.12 + 4.3027 * 0.02 / sqrt(3) = -0.07032 < 0
-    summary = study._summary([-0.10, -0.12, -0.14], 0.0, "below")
+    summary = statistics.summary([-0.10, -0.12, -0.14], 0.0, "below")
     assert summary["holds"] and summary["ci95"][1] == pytest.approx(-0.070317, abs=1e-5)
     # [-0.1, -0.2, -0.3]: hi = -0.2 + 0.248414 > 0
-    assert not study._summary([-0.1, -0.2, -0.3], 0.0, "below")["holds"]
-    single = study._summary([-5.0], 0.0, "below")
+    assert not statistics.summary([-0.1, -0.2, -0.3], 0.0, "below")["holds"]
+    single = statistics.summary([-5.0], 0.0, "below")
     assert not single["holds"] and single["ci95"] == [None, None] and "K = 1" in single["note"]
 
 
@@ -68,13 +70,13 @@ def fake_metrics(shift: float, auroc: float, g2_nll: float = 1.0) -> dict:
     nll = {"gen0_single": 1.2, "gen1_single": 1.1, "gen2_single": g2_nll}
     for g in range(3):
         single = nll[f"gen{g}_single"] + shift
-        methods[f"gen{g}_single"] = {t: _row(single, 0.05, single - 0.6) for t in study.TASKS}
-        methods[f"gen{g}_ensemble"] = {t: _row(single - 0.05, 0.1, single - 0.65) for t in study.TASKS}
+        methods[f"gen{g}_single"] = {t: _row(single, 0.05, single - 0.6) for t in TASKS}
+        methods[f"gen{g}_ensemble"] = {t: _row(single - 0.05, 0.1, single - 0.65) for t in TASKS}
         methods[f"gen{g}_single"]["ood"] = {"auroc": 0.7, "aupr": 0.5}
         methods[f"gen{g}_ensemble"]["ood"] = {"auroc": auroc, "aupr": 0.8}
     methods["dirichlet_density"] = {"ood": {"auroc": auroc + 0.03, "aupr": 0.9}}
-    methods["temperature_scaling"] = {t: _row(1.2, 0.06, 0.6) for t in study.TASKS}
-    methods["mc_dropout"] = {t: _row(1.25, 0.07, 0.65) for t in study.TASKS}
+    methods["temperature_scaling"] = {t: _row(1.2, 0.06, 0.6) for t in TASKS}
+    methods["mc_dropout"] = {t: _row(1.25, 0.07, 0.65) for t in TASKS}
     limits = {"oracle": {"expr": {"nll": 0.5}}, "expected": {"expr_nll": 0.49}}
     return {"methods": methods, "limits": limits, "frames": {"evaluated": 100}}
 
@@ -85,21 +87,21 @@ def test_claims_on_fabricated_metrics_files(tmp_path):
         path = tmp_path / f"rep{r}" / "eval" / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(fake_metrics(s, a)))
-    results = study.load_results(str(tmp_path), 3)
-    out = study.summarise(results, seed=7, config={"epochs": 6})
-    study.write_study(str(tmp_path), out)
+    results = runner.load_results(str(tmp_path), 3)
+    out = analysis.summarise(results, 3, TASKS, seed=7, config={"epochs": 6})
+    write_study(str(tmp_path), out)
     saved = json.loads((tmp_path / "claims.json").read_text())
     assert saved["replicates"] == 3 and saved["seed"] == 7 and saved["config"] == {"epochs": 6}
     claims = {(c["name"], c["task"]): c for c in saved["claims"]}
     names = {
         "student_nll_below_temperature_scaling",
         "student_nll_below_mc_dropout",
-        "student_ece_below_temperature_scaling",
-        "student_ece_below_mc_dropout",
+        "student_ece_noninferior_temperature_scaling",
+        "student_ece_noninferior_mc_dropout",
         "nll_falls_each_generation",
         "kl_true_falls_each_generation",
     }
-    assert set(claims) == {(n, t) for n in names for t in study.TASKS} | {
+    assert set(claims) == {(n, t) for n in names for t in TASKS} | {
         ("ensemble_ood_auroc_at_least_0.9", "ood"),
         ("dirichlet_ood_auroc_at_least_0.9", "ood"),
         ("dirichlet_ood_auroc_above_ensemble", "ood"),
@@ -112,10 +114,11 @@ def test_claims_on_fabricated_metrics_files(tmp_path):
     assert c["mean"] == pytest.approx(-0.2)
     assert c["ci95"][1] == pytest.approx(-0.2 + T975[2] * 0.01 / math.sqrt(3), abs=1e-6)
     # ECE: student 0.05 vs TS 0.06 in every replicate: zero spread, the point interval is below 0
-    assert claims[("student_ece_below_temperature_scaling", "au")]["holds"]
-    # every generation step is -0.1: the worst step is -0.1 too
+    ece = claims[("student_ece_noninferior_temperature_scaling", "au")]
+    assert ece["holds"] and ece["threshold"] == 0.01 and ece["strict"]["holds"]
+    # every generation step is -0.1: the mean step and the worst step are -0.1 too
     gen = claims[("nll_falls_each_generation", "va")]
-    assert gen["values"] == pytest.approx([-0.1] * 3) and gen["holds"]
+    assert gen["values"] == pytest.approx([-0.1] * 3) and gen["holds"] and gen["strict"]["holds"]
     assert [s["step"] for s in gen["steps"]] == ["gen0->gen1", "gen1->gen2"]
     ood = claims[("ensemble_ood_auroc_at_least_0.9", "ood")]
     assert ood["values"] == pytest.approx(aurocs) and ood["threshold"] == 0.9
@@ -129,18 +132,28 @@ def test_claims_on_fabricated_metrics_files(tmp_path):
     assert (tmp_path / "claims.png").stat().st_size > 1000
 
 
-def test_a_generation_step_that_rises_fails_the_claim():
-    # gen2 is worse than gen1 in every replicate: step gen1->gen2 = +0.05, the worst step
+def test_the_generation_claims_are_judged_on_the_mean_step():
+    """gen0 -> gen1 falls by 0.1, gen1 -> gen2 rises by 0.05 in every replicate: the mean step, -0.025,
+    holds; the old strict form (the worst step, and every step, below 0) does not, and says so."""
     results = [fake_metrics(s, 0.8, g2_nll=1.15) for s in (0.0, 0.01, 0.02)]
-    claims = {(c["name"], c["task"]): c for c in study.compute_claims(results)}
+    claims = {(c["name"], c["task"]): c for c in analysis.compute_claims(results, 3, TASKS)}
     gen = claims[("nll_falls_each_generation", "expr")]
-    assert gen["values"] == pytest.approx([0.05] * 3) and not gen["holds"]
+    assert gen["values"] == pytest.approx([-0.025] * 3) and gen["holds"]
+    assert gen["strict"]["values"] == pytest.approx([0.05] * 3) and not gen["strict"]["holds"]
     assert gen["steps"][0]["holds"] and not gen["steps"][1]["holds"]
     assert not claims[("ensemble_ood_auroc_at_least_0.9", "ood")]["holds"]
+    # ECE non-inferiority: +0.005 worse than TS in every replicate holds within the 0.01 margin only
+    for r in results:
+        for g in range(3):
+            r["methods"][f"gen{g}_single"]["expr"]["ece"] = 0.065
+    ece = {c["name"]: c for c in analysis.compute_claims(results, 3, TASKS) if c["task"] == "expr"}
+    noninferior = ece["student_ece_noninferior_temperature_scaling"]
+    assert noninferior["values"] == pytest.approx([0.005] * 3) and noninferior["holds"]
+    assert not noninferior["strict"]["holds"]
 
 
 def test_one_replicate_holds_nothing_and_says_why():
-    claims = study.compute_claims([fake_metrics(0.0, 0.99)])
+    claims = analysis.compute_claims([fake_metrics(0.0, 0.99)], 3, TASKS)
     assert claims and not any(c["holds"] for c in claims)
     assert all(c["ci95"] == [None, None] and "K = 1" in c["note"] for c in claims)
 
@@ -151,8 +164,28 @@ def test_no_student_claims_without_students():
         k: v for k, v in result["methods"].items() if k.startswith("gen0") or not k.startswith("gen")
     }
     del result["methods"]["dirichlet_density"]
-    names = {c["name"] for c in study.compute_claims([result, result])}
+    names = {c["name"] for c in analysis.compute_claims([result, result], 1, TASKS)}
     assert names == {"ensemble_ood_auroc_at_least_0.9"}
+
+
+def test_claims_of_an_expr_only_run_name_only_expr_and_ood():
+    results = [fake_metrics(s, 0.95) for s in (0.0, 0.01)]
+    tasks = {c["task"] for c in analysis.compute_claims(results, 3, ("expr",))}
+    assert tasks == {"expr", "ood"}
+
+
+def test_study_wall_time_covers_every_invocation(tmp_path):
+    """A replicate killed and resumed: the ledger keeps the killed invocation's time (up to its last
+    update) and the total covers both invocations."""
+    path = str(tmp_path / "replicate_time.json")
+    (tmp_path / "replicate_time.json").write_text(json.dumps({"invocations": [{"wall_s": 100.0, "cpu_s": 80.0}]}))
+    with runner.Stopwatch(path, every=0.05) as watch:
+        import time
+
+        time.sleep(0.2)
+        assert json.loads(open(path).read())["invocations"][-1]["wall_s"] > 0.0  # written while running
+    totals = watch.totals()
+    assert totals["invocations"] == 2 and totals["wall_s"] >= 100.2 and totals["cpu_s"] >= 80.0
 
 
 @pytest.mark.slow
@@ -176,9 +209,10 @@ def test_study_command_k2_tiny(tmp_path):
         assert len(c["values"]) == 2 and isinstance(c["holds"], bool)
     for r in range(2):
         rep = json.loads(open(os.path.join(work, f"rep{r}", "replicate.json")).read())
-        assert rep["synthetic_seed"] == 5 + r and rep["seed"] == study.SEED_STRIDE * (5 + r)
+        assert rep["synthetic_seed"] == 5 + r and rep["seed"] == runner.SEED_STRIDE * (5 + r)
+        assert rep["invocations"] == 1 and rep["wall_s"] > 0
         cfg = json.loads(open(os.path.join(work, f"rep{r}", "config.json")).read())
-        assert cfg["synthetic_seed"] == 5 + r and cfg["ensemble_size"] == 2
+        assert cfg["synthetic"]["seed"] == 5 + r and cfg["ensemble_size"] == 2
         assert not os.path.exists(os.path.join(work, f"rep{r}", "export"))
     for name in ("claims.md", "claims.png"):
         assert os.path.getsize(os.path.join(work, name)) > 0
@@ -204,18 +238,19 @@ def test_compare_studies_names_the_settings_that_differ(tmp_path):
 
     spec = importlib.util.spec_from_file_location(
         "compare_studies",
-        os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "compare_studies.py"),
+        os.path.join(os.path.dirname(os.path.dirname(__file__)), "research", "compare_studies.py"),
     )
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
     for name, values in (
         ("a", {"seed": 1}),
-        ("b", {"seed": 2, "temporal": 8, "dirichlet_student": False, "synthetic_degraded_frames": 0.3}),
+        ("b", {"seed": 2, "temporal": 8, "dirichlet_student": False, "synthetic": {"degraded_frames": 0.3}}),
     ):
         os.makedirs(tmp_path / name / "rep0")
         config = TrainConfig(workdir=str(tmp_path / name / "rep0"), **values).to_dict()
-        if name == "a":
-            del config["synthetic_degraded_frames"]  # written before the field existed
+        if name == "a":  # written before the benchmark's settings had their own block
+            config.update(synthetic_seed=0, synthetic_train_videos=64, synthetic_val_videos=18)
+            del config["synthetic"]
         with open(tmp_path / name / "rep0" / "config.json", "w") as f:
             json.dump(config, f)
     said = compare.settings_that_differ(str(tmp_path / "a"), str(tmp_path / "b"), 0)

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from emenet_tf import training
 from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig, make_config
 from emenet_tf.data import affwild2, clips, synthetic
@@ -15,40 +14,26 @@ from emenet_tf.losses import class_weights
 from emenet_tf.models import build_emenet
 from emenet_tf.models import temporal as tm
 from emenet_tf.temporal_inference import Segments, predict_segments
+from emenet_tf.training.member import training_data
+from emenet_tf.training.objectives import LossSetup
+from emenet_tf.training.trainers import TemporalTrainer
 
 TASK_SHAPES = {"au": (12,), "expr": (7,), "va": (2, 20)}
 
 
-@pytest.fixture(scope="module", params=tm.HEADS)
-def net(request):
-    """Each kind of temporal head. The residual head's GRU output layers start at zero (the model
-    starts as the per-frame one); here they get random weights, so the GRU's wiring is exercised."""
-    model = tm.build_temporal_emenet("tiny", seed=0, head=request.param)
-    if request.param == "residual":
-        rng = np.random.default_rng(5)
-        for task in TASK_SHAPES:
-            layer = tm.heads_net(model).get_layer(f"{task}_recurrent")
-            layer.set_weights([rng.normal(0.0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
-    assert tm.head_kind(model) == request.param
-    return model
+@pytest.fixture(scope="module")
+def net():
+    return tm.build_temporal_emenet("tiny", seed=0)
 
 
-def test_the_residual_head_starts_as_a_per_frame_model():
-    # Zero-initialised GRU output layers: at initialisation each frame's logits are its per-frame
-    # head's alone, whatever came before, and the per-frame head is build_emenet's (hidden units).
-    net = tm.build_temporal_emenet("tiny", seed=0, head="residual")
-    heads = tm.heads_net(net)
-    x = np.random.default_rng(3).standard_normal((1, 6, 32)).astype(np.float32)
-    mask = np.ones((1, 6), np.float32)
-    whole = heads([x, mask])["expr"].numpy()
-    alone = heads([x[:, 3:4], mask[:, :1]])["expr"].numpy()
-    # One Dense stack on the same row, batched otherwise: float32 rounding only.
-    np.testing.assert_allclose(whole[0, 3], alone[0, 0], atol=1e-5)
+def test_the_model_keeps_its_backbone_and_heads_as_objects(net):
+    """The backbone and the heads are attributes (no layer found by a name string), each task's GRU
+    of the paper's size, and the backbone is build_emenet's (the same embedding)."""
+    assert isinstance(net.frame_net, keras.Model) and isinstance(net.heads, tm.TemporalHeads)
+    assert set(net.heads.grus) == set(TASK_SHAPES) == set(net.heads.logits)
+    assert net.heads.units == tm.GRU_UNITS and tm.is_temporal(net) and not tm.is_temporal(build_emenet("tiny"))
     per_frame = build_emenet("tiny", seed=0)
-    assert heads.get_layer("expr_frame_hidden").units == per_frame.get_layer("expr_hidden").units
-    assert heads.get_layer("expr_gru").cell.units == tm.GRU_UNITS
-    with pytest.raises(ConfigError, match="temporal head must be one of"):
-        tm.build_temporal_emenet("tiny", head="lstm")
+    assert net.frame_net.output.shape[-1] == per_frame.get_layer("embedding_bn").output.shape[-1]
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +55,19 @@ def test_outputs_per_frame_for_any_clip_length(net):
         assert {k: tuple(v.shape) for k, v in out.items()} == {
             k: (2, steps, *s) for k, s in TASK_SHAPES.items()
         }
-    heads = tm.heads_net(net)
+    heads = net.heads
     assert (
-        [heads.get_layer(f"{t}_gru").cell.units for t in ("au", "expr", "va")]
+        [heads.grus[t].cell.units for t in ("au", "expr", "va")]
         == [tm.GRU_UNITS] * 3
         == [128] * 3
     )
     # The backbone is build_emenet's: its embedding layer by name, per frame.
-    assert tm.frame_net(net).get_layer("embedding_bn").output.shape[-1] == 32
+    assert net.frame_net.get_layer("embedding_bn").output.shape[-1] == 32
 
 
 def test_the_output_at_a_frame_depends_on_earlier_frames_only(net):
     # On the heads (an untrained backbone in inference mode gives near-constant embeddings).
-    heads = tm.heads_net(net)
+    heads = net.heads
     x = np.random.default_rng(0).standard_normal((1, 6, 32)).astype(np.float32)
     mask = np.ones((1, 6), np.float32)
     base = heads([x, mask])["expr"].numpy()
@@ -105,8 +90,7 @@ def test_a_masked_step_carries_the_state_and_ignores_its_image(net):
     present = [0, 1, 3, 4]
     for task in TASK_SHAPES:
         np.testing.assert_array_equal(base[task].numpy()[:, present], other[task].numpy()[:, present])
-        if tm.head_kind(net) == "gru":
-            np.testing.assert_array_equal(base[task].numpy()[0, 2], base[task].numpy()[0, 1])
+        np.testing.assert_array_equal(base[task].numpy()[0, 2], base[task].numpy()[0, 1])
     # Skipping the masked step entirely gives the same outputs at the present frames.
     kept = net({"image": x[:, present], "frame_mask": np.ones((1, 4), np.float32)})
     # Same ops in another order of batching: float32 rounding only.
@@ -118,7 +102,7 @@ def test_the_streaming_step_unrolled_is_the_sequence_model(net):
     assert {t.name.split(":")[0] for t in step.inputs} == {"image", "h_au", "h_expr", "h_va"}
     x = _frames(2, 5, seed=1)
     seq = net({"image": x, "frame_mask": np.ones((2, 5), np.float32)})
-    state = {k: v.numpy() for k, v in tm.zero_states(2, tm.state_size(net)).items()}
+    state = {k: v.numpy() for k, v in tm.zero_states(2, net.heads.units).items()}
     for t in range(5):
         out = step({"image": x[:, t], **state})
         for task in TASK_SHAPES:
@@ -136,7 +120,7 @@ def test_the_streaming_step_converts_to_tflite_builtins(net):
     interpreter = Interpreter(model_content=converter.convert())
     runner = interpreter.get_signature_runner()
     x = _frames(1, 3, seed=2)
-    state = {k: v.numpy() for k, v in tm.zero_states(1, tm.state_size(net)).items()}
+    state = {k: v.numpy() for k, v in tm.zero_states(1, net.heads.units).items()}
     for t in range(3):
         keras_out = step({"image": x[:, t], **state})
         lite_out = runner(image=x[:, t], **state)
@@ -148,13 +132,13 @@ def test_the_streaming_step_converts_to_tflite_builtins(net):
 
 def _setup(index):
     weights = class_weights(index)
-    return training.LossSetup(tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]))
+    return LossSetup(tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]))
 
 
 def test_training_on_clips_lowers_the_loss(data_dir):
     train = affwild2.load_split(data_dir, "train")
     keras.utils.set_random_seed(0)
-    trainer = training.TemporalTrainer(tm.build_temporal_emenet("tiny", seed=0), _setup(train))
+    trainer = TemporalTrainer(tm.build_temporal_emenet("tiny", seed=0), _setup(train))
     trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
     table = clips.clip_table(train, size=4, stride=4, max_gap=2)
     # Clips spread over both videos: a batch of four clips of neighbouring frames would give BatchNorm
@@ -173,7 +157,7 @@ def test_training_on_clips_lowers_the_loss(data_dir):
 
 def test_masked_steps_never_reach_the_backbone_in_training(data_dir):
     net = tm.build_temporal_emenet("tiny", seed=0, dropout=0.0)
-    trainer = training.TemporalTrainer(net, _setup(affwild2.load_split(data_dir, "train")))
+    trainer = TemporalTrainer(net, _setup(affwild2.load_split(data_dir, "train")))
     mask = np.array([[1, 1, 0, 1], [1, 0, 0, 0]], np.float32)
     x = _frames(2, 4, seed=3)
     spoilt = np.where(mask[..., None, None, None] > 0, x, 1.0).astype(np.float32)
@@ -192,51 +176,6 @@ def test_masked_steps_never_reach_the_backbone_in_training(data_dir):
     np.testing.assert_array_equal(seen[0][1], seen[1][1])
     for a, b in zip(seen[0][2], seen[1][2], strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_a_residual_head_trains_its_per_frame_part_on_single_frames_and_its_gru_on_clips(data_dir):
-    net = tm.build_temporal_emenet("tiny", seed=0, dropout=0.0, head="residual")
-    trainer = training.TemporalTrainer(net, _setup(affwild2.load_split(data_dir, "train")))
-    rng = np.random.default_rng(4)
-
-    def part(clips, steps):
-        shape, ones = (clips, steps), np.ones((clips, steps), np.float32)
-        return {
-            "image": rng.random((*shape, 32, 32, 3)).astype(np.float32), "frame_mask": ones,
-            "au": (rng.random((*shape, 12)) < 0.3).astype(np.float32), "au_mask": np.ones((*shape, 12), np.float32),
-            "expr": rng.integers(0, 7, shape), "expr_mask": ones,
-            "va": rng.uniform(-1, 1, (*shape, 2)).astype(np.float32), "va_mask": np.ones((*shape, 2), np.float32),
-        }  # fmt: skip
-
-    def grads(batch):
-        with tf.GradientTape() as tape:
-            total, _ = trainer._total(batch, training=True)
-        named = zip(net.trainable_variables, tape.gradient(total, net.trainable_variables), strict=True)
-        return {v.name: 0.0 if g is None else float(tf.reduce_max(tf.abs(g))) for v, g in named}
-
-    for task in TASK_SHAPES:  # not the zeros it starts from, which would stop the GRU's gradient
-        layer = tm.heads_net(net).get_layer(f"{task}_recurrent")
-        layer.set_weights([rng.normal(0.0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
-    singles, clip = grads({"frames": part(4, 1)}), grads({"clips": part(2, 3)})
-    gru = {n for n in singles if "_gru" in n or "_recurrent" in n}
-    assert len(gru) == 3 * 3 + 3 * 2  # each task's GRU cell (3 tensors) and its output Dense (2)
-    # Exactly: no path from the single frames' loss to the GRU, nor from the clips' to the rest.
-    assert all(singles[n] == 0.0 for n in gru) and all(clip[n] > 0.0 for n in gru), clip
-    assert all(clip[n] == 0.0 for n in set(clip) - gru)
-    assert singles["expr_frame/kernel:0"] > 0.0 and singles["stem_conv/kernel:0"] > 0.0
-    # A clip's logits are the two parts' sum: the whole model's.
-    batch = part(2, 3)
-    _, logits = trainer._forward({"clips": batch}, training=False)
-    whole = net({"image": batch["image"], "frame_mask": batch["frame_mask"]})["expr"]
-    np.testing.assert_allclose(logits["expr"].numpy(), np.reshape(whole, (-1, 7)), atol=1e-5)
-    # The single frames' logits are the per-frame part's (the model benchmarks/temporal_headroom.py
-    # scores alone): the backbone and the frame heads, as an EMENet of one image.
-    batch = part(3, 1)
-    _, logits = trainer._forward({"frames": batch}, training=False)
-    alone = tm.per_frame_part(net)(batch["image"][:, 0])
-    assert {k: tuple(v.shape) for k, v in alone.items()} == {k: (3, *s) for k, s in TASK_SHAPES.items()}
-    # The same layers on the same rows, batched differently: float32 rounding only.
-    np.testing.assert_allclose(logits["expr"].numpy(), alone["expr"].numpy(), atol=1e-5)
 
 
 def _whole_model_oracle(net, val, timelines) -> dict:
@@ -303,11 +242,6 @@ def test_temporal_flags_are_checked():
         make_config(temporal=8, temporal_max_gap=-1)
     with pytest.raises(ConfigError, match="--dirichlet_student is for per-frame runs"):
         TrainConfig(temporal=8, dirichlet_student=True)
-    assert TrainConfig().temporal_head == "gru"
-    with pytest.raises(
-        ConfigError, match=r"--temporal_head must be one of \('gru', 'residual'\), got 'lstm'"
-    ):
-        make_config(temporal=8, temporal_head="lstm")
     cfg = make_config(temporal=8, batch_size=64)
     assert cfg.clip_stride() == 8 and cfg.clips_per_batch() == 8
     assert not cfg.dirichlet_student, "a temporal run has no Dirichlet student unless asked"
@@ -317,8 +251,8 @@ def test_temporal_flags_are_checked():
 
 def test_temporal_training_batches_hold_single_frames_and_clips(data_dir, tmp_path):
     train = affwild2.load_split(data_dir, "train")
-    cfg = make_config(workdir=str(tmp_path), data_dir=data_dir, model="tiny", temporal=4, batch_size=8)
-    ds, steps = training.training_data(cfg, train, None, seed=0)
+    cfg = make_config(workdir=str(tmp_path), data="affwild2:" + str(data_dir), model="tiny", temporal=4, batch_size=8)
+    ds, steps = training_data(cfg, train, None, seed=0)
     assert steps == len(train) // 8  # the steps of a per-frame epoch
     batch = next(iter(ds))
     assert batch["frames"]["image"].shape == (8, 1, 32, 32, 3)
@@ -329,13 +263,13 @@ def test_temporal_training_batches_hold_single_frames_and_clips(data_dir, tmp_pa
 @pytest.fixture(scope="module")
 def temporal_run(data_dir, tmp_path_factory):
     """A finished tiny temporal run (2 generations of 2 members, T = 4), evaluated: (cfg, metrics)."""
-    from emenet_tf import run
+    from emenet_tf import job
 
     cfg = make_config(
-        workdir=str(tmp_path_factory.mktemp("temporal_run") / "run"), data_dir=data_dir, model="tiny",
+        workdir=str(tmp_path_factory.mktemp("temporal_run") / "run"), data="affwild2:" + str(data_dir), model="tiny",
         ensemble_size=2, generations=2, epochs=1, steps_per_epoch=2, batch_size=16, verbose=0, temporal=4,
     )  # fmt: skip
-    return cfg, run.run(cfg, evaluate=True, export=False)["metrics"]
+    return cfg, job.run_job(cfg, evaluate=True, export=False)["metrics"]
 
 
 @pytest.mark.slow
@@ -386,7 +320,7 @@ def test_a_temporal_run_exports_stream_models_that_equal_the_sequence_model(temp
     # Independently: the float stream over video segments, state carried and reset every cfg.temporal
     # frames, is the Keras sequence model over the same chunks.
     member = RunDir(cfg.workdir).load_member(cfg, 1, 0)
-    two_videos = affwild2.load_split(cfg.data_dir, "train")  # (validation holds one video)
+    two_videos = affwild2.load_split(cfg.sources()[0].path, "train")  # (validation holds one video)
     frames = stream.sequence_frames(two_videos, 32, 30, cfg.temporal_max_gap, cfg.temporal)
     with open(summary["files"]["student_stream_float32"], "rb") as f:
         lite = run_tflite(f.read(), frames["image"], starts=frames["start"])

@@ -9,14 +9,15 @@ import textwrap
 import numpy as np
 import pytest
 
-from emenet_tf import training
-from emenet_tf._keras import keras
+from emenet_tf._keras import keras, tf
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import affwild2, pipeline, synthetic
 from emenet_tf.errors import ConfigError, RunError, TrainingError, WriteError
 from emenet_tf.losses import class_weights
 from emenet_tf.models import build_emenet
 from emenet_tf.rundir import RunDir
+from emenet_tf.training import checkpoints, objectives, trainers
+from emenet_tf.training import member as member_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +38,7 @@ def splits(data_dir):
 
 def _cfg(tmp_path, data_dir, **kw):
     base = dict(
-        workdir=str(tmp_path / "run"), data_dir=data_dir, model="tiny", ensemble_size=1, epochs=3,
+        workdir=str(tmp_path / "run"), data="affwild2:" + str(data_dir), model="tiny", ensemble_size=1, epochs=3,
         steps_per_epoch=2, batch_size=16, verbose=0,
     )  # fmt: skip
     base.update(kw)
@@ -48,8 +49,8 @@ def test_a_short_training_lowers_the_loss(splits):
     train = splits["train"]
     keras.utils.set_random_seed(0)
     weights = class_weights(train)
-    setup = training.LossSetup(tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]))
-    trainer = training.MultitaskTrainer(build_emenet("tiny", seed=0), setup)
+    setup = objectives.LossSetup(tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]))
+    trainer = trainers.MultitaskTrainer(build_emenet("tiny", seed=0), setup)
     trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
     ds = pipeline.make_dataset(train.subset(np.arange(32)), 32, 16, training=False).cache()
     before = trainer.evaluate(ds, verbose=0, return_dict=True)
@@ -68,7 +69,7 @@ def test_a_short_training_lowers_the_loss(splits):
 def test_soft_label_mode_uses_soft_targets_only(splits):
     train = splits["train"]
     weights = class_weights(train)
-    setup = training.LossSetup(
+    setup = objectives.LossSetup(
         tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True
     )
     net = build_emenet("tiny", seed=0)
@@ -76,12 +77,12 @@ def test_soft_label_mode_uses_soft_targets_only(splits):
         iter(pipeline.make_dataset(train, 32, 8, training=False, soft_labels=_uniform_soft(len(train))))
     )
     hard_labels_scrambled = dict(batch, expr=batch["expr"] * 0 + 3, au=1.0 - batch["au"])
-    a = training.task_losses(setup, batch, net(batch["image"]))
-    b = training.task_losses(setup, hard_labels_scrambled, net(batch["image"]))
+    a = objectives.task_losses(setup, batch, net(batch["image"]))
+    b = objectives.task_losses(setup, hard_labels_scrambled, net(batch["image"]))
     for task in ("au", "expr", "va"):
         assert float(a[task]) == pytest.approx(float(b[task]))
-    mixed = training.LossSetup(setup.au_pos_weight, setup.expr_class_weight, soft=True, hard_label_weight=0.5)
-    c = training.task_losses(mixed, hard_labels_scrambled, net(batch["image"]))
+    mixed = objectives.LossSetup(setup.au_pos_weight, setup.expr_class_weight, soft=True, hard_label_weight=0.5)
+    c = objectives.task_losses(mixed, hard_labels_scrambled, net(batch["image"]))
     assert float(c["expr"]) != pytest.approx(float(a["expr"]))
 
 
@@ -95,16 +96,15 @@ def _dirichlet_soft(n, members=3, seed=0):
     return soft
 
 
-@pytest.mark.parametrize("target", ["members", "proxy"])
-def test_the_dirichlet_term_moves_only_the_precision_heads(splits, target):
+def test_the_dirichlet_term_moves_only_the_precision_heads(splits):
     """The mean is the paper's student: the Dirichlet term's gradient reaches only the precision heads,
     and the whole Dirichlet student's loss is its soft losses plus that term."""
     from emenet_tf._keras import tf
 
     train = splits["train"]
     weights = class_weights(train)
-    setup = training.LossSetup(
-        tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True, dirichlet=target
+    setup = objectives.LossSetup(
+        tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True, dirichlet=True
     )
     net = build_emenet("tiny", seed=0, dirichlet=True)
     soft = _dirichlet_soft(len(train))
@@ -117,8 +117,8 @@ def test_the_dirichlet_term_moves_only_the_precision_heads(splits, target):
     )
     with tf.GradientTape(persistent=True) as tape:
         outputs = net(batch["image"])
-        total = training.task_losses(setup, batch, outputs)
-        paper = training.soft_losses(setup, batch, outputs)
+        total = objectives.task_losses(setup, batch, outputs)
+        paper = objectives.soft_losses(setup, batch, outputs)
         term = tf.add_n([total[t] - paper[t] for t in total])
     variables = net.trainable_variables
     grads = dict(zip([v.name for v in variables], tape.gradient(term, variables), strict=True))
@@ -140,7 +140,7 @@ def _uniform_soft(n):
 def test_member_writes_checkpoints_best_weights_and_logs(tmp_path, data_dir, splits):
     cfg = _cfg(tmp_path, data_dir, epochs=2)
     weights = class_weights(splits["train"])
-    best = training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
+    best = member_lib.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
     run = RunDir(cfg.workdir)
     member = run.member_dir(0, 0)
     assert os.path.exists(best) and run.is_done(0, 0)
@@ -161,16 +161,16 @@ def test_member_writes_checkpoints_best_weights_and_logs(tmp_path, data_dir, spl
 def test_resume_continues_from_the_last_completed_epoch(tmp_path, data_dir, splits, monkeypatch):
     cfg = _cfg(tmp_path, data_dir, epochs=3, lr_decay_epochs=1, learning_rate=1e-2)
     weights = class_weights(splits["train"])
-    original = training.EpochEnd.on_epoch_end
+    original = checkpoints.EpochEnd.on_epoch_end
 
     def killed_after_two(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch + 1 == 2:
             raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(training.EpochEnd, "on_epoch_end", killed_after_two)
+    monkeypatch.setattr(checkpoints.EpochEnd, "on_epoch_end", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
+        member_lib.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
     run = RunDir(cfg.workdir)
     member = run.member_dir(0, 0)
     assert open(os.path.join(member, "ckpt", "checkpoint")).read().count("ckpt-2") >= 1
@@ -182,15 +182,15 @@ def test_resume_continues_from_the_last_completed_epoch(tmp_path, data_dir, spli
         f.write('{"epoch": 3, "train/lo')
     stale = os.path.join(member, ".tmp-1-abc-best.weights.h5")  # a write the kill interrupted
     open(stale, "wb").close()
-    monkeypatch.setattr(training.EpochEnd, "on_epoch_end", original)
-    training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
+    monkeypatch.setattr(checkpoints.EpochEnd, "on_epoch_end", original)
+    member_lib.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
     history = [json.loads(line) for line in open(os.path.join(member, "history.jsonl"))]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert not os.path.exists(stale)
     # The step decay continued from the restored optimizer step: x0.1 per epoch.
     np.testing.assert_allclose([h["lr"] for h in history], [1e-2, 1e-3, 1e-4], rtol=1e-5)
     # A finished member is skipped: nothing is appended.
-    training.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
+    member_lib.train_member(cfg, 0, 0, splits["train"], splits["validation"], weights)
     assert len(open(os.path.join(member, "history.jsonl")).readlines()) == 3
 
 
@@ -214,16 +214,16 @@ def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path, data_dir):
         from emenet_tf._keras import tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from emenet_tf import training
+        from emenet_tf.training import member as member_lib, trainers
         from emenet_tf.config import TrainConfig
         from emenet_tf.data import affwild2
         from emenet_tf.losses import class_weights
-        cfg = TrainConfig(workdir={str(tmp_path / "m")!r}, data_dir={data_dir!r}, model="tiny", ensemble_size=1,
+        cfg = TrainConfig(workdir={str(tmp_path / "m")!r}, data="affwild2:" + {data_dir!r}, model="tiny", ensemble_size=1,
                           epochs=1, steps_per_epoch=2, batch_size=16, verbose=0, strategy="mirrored")
-        strategy = training.make_strategy("mirrored")
+        strategy = trainers.make_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
-        s = affwild2.load_splits(cfg.data_dir)
-        training.train_member(cfg, 0, 0, s["train"], None, class_weights(s["train"]), strategy=strategy)
+        s = affwild2.load_splits(cfg.sources()[0].path)
+        member_lib.train_member(cfg, 0, 0, s["train"], None, class_weights(s["train"]), strategy=strategy)
         from emenet_tf.rundir import RunDir
         print("REPLICAS", strategy.num_replicas_in_sync, RunDir(cfg.workdir).is_done(0, 0))
     """
@@ -235,14 +235,14 @@ def test_mixed_precision_trains_on_cpu(tmp_path, data_dir):
     code = f"""
         from emenet_tf._keras import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
-        from emenet_tf import training
+        from emenet_tf.training import member as member_lib, trainers
         from emenet_tf.config import TrainConfig
         from emenet_tf.data import affwild2
         from emenet_tf.losses import class_weights
-        cfg = TrainConfig(workdir={str(tmp_path / "mp")!r}, data_dir={data_dir!r}, model="tiny", ensemble_size=1,
+        cfg = TrainConfig(workdir={str(tmp_path / "mp")!r}, data="affwild2:" + {data_dir!r}, model="tiny", ensemble_size=1,
                           epochs=1, steps_per_epoch=2, batch_size=16, verbose=0, mixed_precision=True)
-        s = affwild2.load_splits(cfg.data_dir)
-        training.train_member(cfg, 0, 0, s["train"], s["validation"], class_weights(s["train"]))
+        s = affwild2.load_splits(cfg.sources()[0].path)
+        member_lib.train_member(cfg, 0, 0, s["train"], s["validation"], class_weights(s["train"]))
         from emenet_tf.rundir import RunDir
         net = RunDir(cfg.workdir).load_member(cfg, 0, 0)
         print("DTYPE", net.layers[2].compute_dtype, RunDir(cfg.workdir).is_done(0, 0))
@@ -257,7 +257,7 @@ def test_mixed_precision_trains_on_cpu(tmp_path, data_dir):
         (["--model=giant"], "--model 'giant' is unknown"),
         (["--model=tiny", "--image_size=8"], "--image_size 8 is too small"),
         (["--ensemble_size=0"], "--ensemble_size must be >= 1"),
-        (["--data_dir=/nonexistent/affwild2"], "does not exist"),
+        (["--data_dir=/nonexistent/affwild2"], "no such file or folder"),
     ],
 )
 def test_train_py_bad_flags_give_one_line_errors(tmp_path, flags, message):
@@ -281,15 +281,15 @@ def test_train_py_refuses_a_folder_that_is_not_affwild2(tmp_path):
 
 def test_a_non_finite_loss_stops_with_one_error_and_nothing_finished(tmp_path, data_dir, splits, monkeypatch):
     cfg = _cfg(tmp_path, data_dir, epochs=2)
-    original = training.MultitaskTrainer._total
+    original = trainers.MultitaskTrainer._total
 
     def exploding(self, batch, training):  # a learning rate that blows up, made deterministic
         total, parts = original(self, batch, training)
         return total * float("nan"), parts
 
-    monkeypatch.setattr(training.MultitaskTrainer, "_total", exploding)
+    monkeypatch.setattr(trainers.MultitaskTrainer, "_total", exploding)
     with pytest.raises(TrainingError, match="loss became nan in epoch 1"):
-        training.train_member(
+        member_lib.train_member(
             cfg, 0, 0, splits["train"], splits["validation"], class_weights(splits["train"])
         )
     run = RunDir(cfg.workdir)
@@ -300,11 +300,11 @@ def test_a_failed_checkpoint_write_is_one_error_naming_the_folder(tmp_path, data
     cfg = _cfg(tmp_path, data_dir, epochs=1)
 
     def disk_full(self, *args, **kwargs):
-        raise training.tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
 
-    monkeypatch.setattr(training.tf.train.CheckpointManager, "save", disk_full)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", disk_full)
     with pytest.raises(WriteError, match=r"ckpt: cannot write the checkpoint \(No space left on device\)"):
-        training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+        member_lib.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
     assert not RunDir(cfg.workdir).is_done(0, 0)
 
 
@@ -319,20 +319,20 @@ def test_a_failed_weights_write_leaves_no_file_a_rerun_would_trust(tmp_path, dat
 
     monkeypatch.setattr("builtins.open", full_disk_open)
     with pytest.raises(WriteError, match=r"best\.weights\.h5: cannot write \(No space left on device\)"):
-        training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+        member_lib.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
     monkeypatch.undo()
     run = RunDir(cfg.workdir)
     assert not run.is_done(0, 0) and not os.path.exists(run.best_weights_path(0, 0))
     assert not [f for f in os.listdir(run.member_dir(0, 0)) if f.startswith(".tmp")]
     # The rerun resumes from the saved checkpoint (no epoch to train) and finishes the member.
-    training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    member_lib.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
     assert run.is_done(0, 0)
     assert len(open(os.path.join(run.member_dir(0, 0), "history.jsonl")).readlines()) == 1
 
 
 def test_a_truncated_weights_file_is_one_error_naming_it(tmp_path, data_dir, splits):
     cfg = _cfg(tmp_path, data_dir, epochs=1)
-    training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    member_lib.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
     run = RunDir(cfg.workdir)
     path = run.best_weights_path(0, 0)
     data = open(path, "rb").read()
@@ -360,10 +360,10 @@ def test_a_second_writer_of_a_member_is_refused_naming_the_holder(tmp_path, data
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(locks.LockHeld, match=rf"member0 .*is in use by pid {holder.pid} on h"):
-            training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+            member_lib.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
     finally:
         holder.kill()
         holder.wait()
     # The holder was killed: its lock is gone with it, and the next run takes over.
-    training.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
+    member_lib.train_member(cfg, 0, 0, splits["train"], None, class_weights(splits["train"]))
     assert run.is_done(0, 0)

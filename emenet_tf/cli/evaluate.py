@@ -1,34 +1,47 @@
 """Evaluate a training run: every generation's single model and ensemble against the baselines.
 
-  python evaluate.py --workdir runs/default [--ood_dir FOLDER] [--mc_passes 10] [--seed 0]
+  python evaluate.py --workdir runs/default [--ood_dir FOLDER] [--mc_passes 10] [--seed 0] [--allow_partial]
 
-Writes <workdir>/eval/metrics.json, report.md and PNG plots (see emenet_tf/evaluation.py).
+Writes <workdir>/eval/metrics.json, report.md and PNG plots (see emenet_tf/evaluation/). A run with an
+unfinished generation is refused unless --allow_partial, whose figures go to <workdir>/eval_partial/.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from emenet_tf.cli.flags import error
 
 FLAGS = flags.FLAGS
+PROG = "evaluate.py"
 
 
 def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "The run directory train.py wrote (holds config.json and gen*/).")
     flags.DEFINE_string(
-        "ood_dir", None, "Folder of out-of-domain images (default: <data_dir>/ood if it exists)."
+        "ood_dir",
+        None,
+        "Folder of out-of-domain images (default: the synthetic benchmark's ood/, if the run uses it).",
     )
-    flags.DEFINE_string("out_dir", None, "Where the results go (default: <workdir>/eval).")
+    flags.DEFINE_string(
+        "out_dir",
+        None,
+        "Where the results go (default: <workdir>/eval); an empty or new folder, or an earlier evaluation.",
+    )
+    flags.DEFINE_bool(
+        "allow_partial",
+        False,
+        "Evaluate a run whose last generation is unfinished (into <workdir>/eval_partial).",
+    )
     flags.DEFINE_integer("mc_passes", 10, "MC Dropout forward passes.")
     flags.DEFINE_integer("seed", 0, "Seed of the random fit / evaluation halves of validation.")
     flags.DEFINE_integer("batch_size", None, "Inference batch size (default: the run's).")
 
 
-def _error(message: str) -> int:
-    print(f"evaluate.py: error: {message}", file=sys.stderr)
-    return 2
+def _error(message) -> int:
+    return error(PROG, message)
 
 
 def main(argv) -> int:
@@ -53,15 +66,19 @@ def main(argv) -> int:
             mc_passes=FLAGS.mc_passes,
             seed=FLAGS.seed,
             batch_size=FLAGS.batch_size,
+            allow_partial=FLAGS.allow_partial,
         )
     except (ConfigError, DataError, RunError, FileNotFoundError) as e:
         return _error(str(e))
-    out_dir = FLAGS.out_dir or os.path.join(FLAGS.workdir, "eval")
-    print(f"evaluate.py: {len(result['methods'])} methods evaluated; see {out_dir}/report.md")
+    partial = result["frames"].get("partial")
+    out_dir = FLAGS.out_dir or os.path.join(FLAGS.workdir, "eval_partial" if partial else "eval")
+    print(f"{PROG}: {len(result['methods'])} methods evaluated; see {out_dir}/report.md")
     return 0
 
 
 def run_main() -> None:
     """Console entry point (``emenet-evaluate``) and ``python evaluate.py``."""
+    from emenet_tf.cli.flags import run
+
     define_flags()
-    app.run(main)
+    run(main, PROG)

@@ -424,3 +424,14 @@ def _paths(parts: list, video_id: np.ndarray, frame: np.ndarray) -> np.ndarray:
             frames, files = images  # sorted by frame, one file each
             out[lo:hi] = [prefix + f for f in files[np.searchsorted(frames, frame[lo:hi])].tolist()]
     return out
+
+
+def check_path(path: str) -> None:
+    """The ``--data affwild2:PATH`` check before anything is written: a folder with the layout."""
+    check_data_dir(path)
+
+
+def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, FrameIndex]:
+    """The reader protocol of ``data.sources``: both splits of the Aff-Wild2 tree at ``path``
+    (``work_dir`` is not needed: the frames are face crops already)."""
+    return load_splits(path, skip_bad_labels=skip_bad_labels)

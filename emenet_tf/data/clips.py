@@ -11,7 +11,7 @@ frames without that face. Two segments are never joined, neither in a clip nor i
 Resets. The GRU heads are trained on clips of T steps, each from a zero state, so evaluation (and
 the edge runtime) runs a segment in chunks of T seen frames (``chunks``), the state reset to zero
 at each chunk's first frame: the condition the heads were trained in. Carried over whole segments
-(hundreds of frames) the state drifted where training never took it (docs/RESEARCH.md, section 9,
+(hundreds of frames) the state drifted where training never took it (research/RESEARCH.md, section 9,
 measured with ``benchmarks/temporal_headroom.py``).
 
 Windows. A segment of L steps gives windows of T steps starting at 0, stride, 2 stride, ... and,

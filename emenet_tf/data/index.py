@@ -8,10 +8,11 @@ and labels, never images: about 60 bytes of labels a frame plus the path strings
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
-from emenet_tf.labels import NUM_AU
+from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS
 
 
 @dataclasses.dataclass
@@ -35,6 +36,9 @@ class FrameIndex:
         "no_image" frames, "bad_line" lines, "no_label_line" images; 0 where none).
       skip_examples: a few examples (paths, "file:line: message", "<video> frame <k>") of each
         reason whose count is not 0.
+      source: (N,) str, the ``--data`` dataset of each row, or None when the index holds one dataset.
+      expr_dist: (N, 7) float32, an EXPR distribution per row from several annotators (FER+ votes,
+        normalised; rows without one: all 0), or None when no row has one.
     """
 
     data_dir: str
@@ -50,6 +54,8 @@ class FrameIndex:
     va_mask: np.ndarray
     skipped: dict = dataclasses.field(default_factory=dict)
     skip_examples: dict = dataclasses.field(default_factory=dict)
+    source: np.ndarray | None = None
+    expr_dist: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -62,6 +68,18 @@ class FrameIndex:
     def keys(self) -> np.ndarray:
         """(N,) str "video/frame" keys, stable across runs: stored with soft labels to check them."""
         return np.char.add(np.char.add(self.video.astype(str), "/"), self.frame.astype(str))
+
+    @property
+    def expr_dist_mask(self) -> np.ndarray:
+        """(N,) float32: 1 where the row has an annotator distribution (``expr_dist``)."""
+        if self.expr_dist is None:
+            return np.zeros(len(self), np.float32)
+        return (self.expr_dist.sum(axis=1) > 0).astype(np.float32)
+
+    def labelled_tasks(self) -> tuple[str, ...]:
+        """The tasks (labels.TASKS order) at least one row has a label for."""
+        present = {"au": self.au_mask.any(), "expr": self.expr_mask.any(), "va": self.va_mask.any()}
+        return tuple(t for t in TASKS if present[t])
 
     def subset(self, rows: np.ndarray) -> FrameIndex:
         """A new index holding only ``rows`` (bool mask or integer positions), order kept."""
@@ -84,6 +102,8 @@ class FrameIndex:
             "au_labelled": int((self.au_mask.sum(axis=1) > 0).sum()),
             "expr_labelled": int(self.expr_mask.sum()),
             "va_labelled": int((self.va_mask.sum(axis=1) > 0).sum()),
+            "tasks": list(self.labelled_tasks()),
+            **({"expr_distributions": int(self.expr_dist_mask.sum())} if self.expr_dist is not None else {}),
             "skipped": dict(self.skipped),
             "skip_examples": {reason: list(ex) for reason, ex in self.skip_examples.items()},
         }
@@ -102,7 +122,78 @@ class FrameIndex:
             "va": (n, 2),
             "va_mask": (n, 2),
         }
+        optional = {"source": (n,), "expr_dist": (n, NUM_EXPR)}
+        expected.update({k: v for k, v in optional.items() if getattr(self, k) is not None})
         for name, shape in expected.items():
             got = getattr(self, name).shape
             if got != shape:
                 raise ValueError(f"FrameIndex.{name} has shape {got}, expected {shape}")
+
+
+def concat(indices: dict[str, FrameIndex]) -> FrameIndex:
+    """One index over several datasets' indices of one split, rows in the order given.
+
+    ``indices``: {dataset label: its index}. One dataset: its index as it is. Several: ``source``
+    names each row's dataset, videos are prefixed ``"<label>/"`` (keys stay unique across datasets)
+    and paths are made absolute (``data_dir`` "/"); skip counts are summed by reason, examples kept.
+    """
+    if len(indices) == 1:
+        return next(iter(indices.values()))
+    parts = list(indices.values())
+    n = [len(p) for p in parts]
+
+    def joined(name, fill_shape=None):
+        values = [getattr(p, name) for p in parts]
+        if fill_shape is not None:
+            values = [
+                np.zeros((len(p), *fill_shape), np.float32) if v is None else v
+                for p, v in zip(parts, values, strict=True)
+            ]
+        return np.concatenate(values) if values else values
+
+    def shared(values: list) -> np.ndarray:
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+
+    labels = list(indices)
+    video = np.concatenate(
+        [shared([f"{label}/{v}" for v in p.video.tolist()]) for label, p in indices.items()]
+    )
+    paths = np.concatenate(
+        [shared([os.path.join(p.data_dir, q).lstrip("/") for q in p.paths.tolist()]) for p in parts]
+    )
+    source = np.repeat(shared(labels), n)
+    skipped, examples = {}, {}
+    for label, p in indices.items():
+        for reason, count in p.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+        for reason, ex in p.skip_examples.items():
+            examples.setdefault(reason, []).extend(f"{label}: {e}" for e in ex)
+    any_dist = any(p.expr_dist is not None for p in parts)
+    return FrameIndex(
+        data_dir="/",
+        split=parts[0].split,
+        paths=paths,
+        video=video,
+        frame=joined("frame"),
+        au=joined("au"),
+        au_mask=joined("au_mask"),
+        expr=joined("expr"),
+        expr_mask=joined("expr_mask"),
+        va=joined("va"),
+        va_mask=joined("va_mask"),
+        skipped=skipped,
+        skip_examples=examples,
+        source=source,
+        expr_dist=joined("expr_dist", (NUM_EXPR,)) if any_dist else None,
+    )
+
+
+def resample(index: FrameIndex, seed: int, share: float) -> FrameIndex:
+    """The rows of a seeded random ``share`` of ``index``'s videos (identities), order kept: the
+    replicate study's resample of the training identities (at least one video is kept)."""
+    videos = np.unique(index.video.astype(str))
+    keep = max(1, int(round(share * len(videos))))
+    chosen = np.random.default_rng(seed).choice(videos, size=keep, replace=False)
+    return index.subset(np.isin(index.video.astype(str), chosen))

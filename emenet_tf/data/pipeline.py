@@ -97,7 +97,11 @@ def describe_bad_image(path: str) -> str:
     if not data:
         return "empty file"
     if not data.startswith(b"\xff\xd8"):
-        return "not a JPEG (no FF D8 start marker)"
+        try:
+            tf.io.decode_image(data, channels=3, expand_animations=False)
+        except tf.errors.OpError:
+            return "not an image TensorFlow decodes (JPEG, PNG, BMP or GIF)"
+        return "read or decode failed while iterating, though the file decodes now"
     try:
         tf.io.decode_jpeg(data, channels=3)
     except tf.errors.OpError as e:
@@ -147,6 +151,8 @@ def label_tensors(index: FrameIndex, soft_labels: dict | None) -> dict:
         "va": index.va.astype(np.float32),
         "va_mask": index.va_mask.astype(np.float32),
     }
+    if index.expr_dist is not None:  # annotators' EXPR distributions (FER+ votes): rows without one 0
+        arrays["expr_dist"] = index.expr_dist.astype(np.float32)
     for key, value in (soft_labels or {}).items():
         array = np.asarray(value)
         array = array if array.dtype == np.float16 else array.astype(np.float32)  # float16 stays compact
@@ -168,12 +174,22 @@ def _with_blocks(ids: tf.data.Dataset) -> tf.data.Dataset:
     return ids.batch(_BLOCK).enumerate().map(tag).unbatch()
 
 
+def decode_image_bytes(data: tf.Tensor) -> tf.Tensor:
+    """(H, W, 3) uint8 RGB of an image file's bytes: JPEG (the datasets' format, decoded with the
+    accurate DCT) or PNG, BMP, GIF (first frame) as a folder of photographs may hold them."""
+    return tf.cond(
+        tf.strings.substr(data, 0, 2) == b"\xff\xd8",
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
+    )
+
+
 def decode_frame(example: dict, paths: tf.Tensor, data_dir: str, image_size: int) -> dict:
     """Add the frame's image: read, decode, resize (raises on a bad file; ignore_errors drops it)."""
 
     def load():
         path = tf.strings.join([data_dir, tf.gather(paths, example["frame_id"])], separator="/")
-        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE")
+        image = decode_image_bytes(tf.io.read_file(path))
         image = tf.image.resize(image, (image_size, image_size), method="area", antialias=True)
         return tf.cast(image, tf.float32) / 255.0
 
@@ -239,12 +255,16 @@ def make_dataset(
     drop_remainder: bool | None = None,
     bad_images: BadImageLog | None = None,
     repeat: bool = False,
+    weights: dict | None = None,
 ) -> tf.data.Dataset:
     """Batched dataset over ``index``; its ``bad_images`` attribute is the BadImageLog it fills.
 
     Training: shuffled (reshuffled each epoch), augmented unless ``augment=False``, last partial
     batch dropped. Evaluation: index order, no augmentation, every readable frame kept.
     bad_images: the log to fill (e.g. one per run); a new one when None.
+    weights: {dataset label: w} for an index over several datasets (``index.source``), an endless
+    training stream only: a dataset of N frames is drawn in proportion to w N (each one shuffled
+    and repeated on its own); all weights 1 (or None): one shuffle over every frame.
     """
     if len(index) == 0:
         raise ValueError(f"no frames in the {index.split} split of {index.data_dir}")
@@ -254,7 +274,10 @@ def make_dataset(
     labels = label_tensors(index, soft_labels)
     paths = tf.convert_to_tensor(index.paths.tolist(), tf.string)
     data_dir = index.data_dir.rstrip("/") or "/"
-    ds = _frame_ids(len(index), training, shuffle_buffer, seed, repeat)
+    if weights and index.source is not None and repeat and training and set(weights.values()) != {1.0}:
+        ds = _weighted_frame_ids(index.source, weights, shuffle_buffer, seed)
+    else:
+        ds = _frame_ids(len(index), training, shuffle_buffer, seed, repeat)
     # deterministic=True everywhere: the drop check relies on the stream keeping its order.
     ds = _with_blocks(ds).map(
         lambda ex: decode_frame(ex, paths, data_dir, image_size),
@@ -279,6 +302,20 @@ def _frame_ids(n: int, training: bool, shuffle_buffer: int, seed: int, repeat: b
     if training:
         ds = ds.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
     return ds.repeat() if repeat else ds.concatenate(tf.data.Dataset.from_tensors(tf.constant(-1, tf.int64)))
+
+
+def _weighted_frame_ids(source: np.ndarray, weights: dict, shuffle_buffer: int, seed: int) -> tf.data.Dataset:
+    """An endless stream of frame ids drawing dataset ``label`` with probability w N / sum(w N)."""
+    labels = [label for label in dict.fromkeys(source.tolist())]
+    rows = [np.flatnonzero(source == label) for label in labels]
+    mass = np.array([weights.get(label, 1.0) * len(r) for label, r in zip(labels, rows, strict=True)])
+    streams = [
+        tf.data.Dataset.from_tensor_slices(r.astype(np.int64))
+        .shuffle(min(shuffle_buffer, len(r)), seed=seed + k, reshuffle_each_iteration=True)
+        .repeat()
+        for k, r in enumerate(rows)
+    ]
+    return tf.data.Dataset.sample_from_datasets(streams, weights=(mass / mass.sum()).tolist(), seed=seed)
 
 
 def _augmented(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:

@@ -16,20 +16,20 @@ place, so a failed run never leaves a folder that looks finished.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 
 import cv2
 import numpy as np
 
 from emenet_tf.data import label_model, render
-from emenet_tf.errors import DataError
+from emenet_tf.data.synthetic_config import SyntheticConfig
+from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.io import atomic_path
 from emenet_tf.labels import (
     ANNOTATION_DIR,
@@ -281,37 +281,29 @@ def _split_counts(parts: list[dict], n_frames: int) -> dict:
     }
 
 
-def generate(
-    out_dir: str,
-    seed: int = 0,
-    train_videos: int = 24,
-    val_videos: int = 6,
-    frames_per_video: int = 150,
-    image_size: int = 112,
-    ood_images: int | None = None,
-    pairs: int | None = None,
-    workers: int = 1,
-    degraded_frames: float = 0.0,
-) -> dict:
+def generate(out_dir: str, config: SyntheticConfig | None = None, workers: int = 1, **settings) -> dict:
     """Write the synthetic Aff-Wild2 benchmark to ``out_dir``; return a summary dict.
 
-    ``pairs`` = number of _left/_right pairs per split (default: one per split when it has >= 4
-    videos); ``ood_images`` defaults to a quarter of the validation frames, at most 400;
-    ``degraded_frames``: the share of frames spoilt in short runs (``render.degrade``; 0: none).
-    The output is a function of the arguments alone (``workers`` changes only the speed).
+    config: the benchmark's settings (default ``SyntheticConfig()``); ``settings``: any of its fields,
+    overriding it (``generate(out, seed=3, train_videos=4)``). ``degraded_frames``: the share of frames
+    spoilt in short runs (``render.degrade``). The output is a function of the settings alone
+    (``workers`` changes only the speed). Bad settings raise ``DataError`` naming them.
     """
+    try:
+        config = dataclasses.replace(config or SyntheticConfig(), **settings)
+    except (ConfigError, TypeError) as err:
+        raise DataError(f"bad synthetic benchmark settings: {err}", value=settings) from None
+    seed, frames_per_video, image_size = config.seed, config.frames_per_video, config.image_size
     sizes = {
-        "train_videos": train_videos,
-        "val_videos": val_videos,
+        "train_videos": config.train_videos,
+        "val_videos": config.val_videos,
         "frames_per_video": frames_per_video,
         "image_size": image_size,
     }
-    if min(sizes.values()) < 1 or image_size < 32:
-        raise DataError("sizes must be positive and image_size >= 32", value=sizes)
-    if not 0.0 <= degraded_frames < 1.0:
-        raise DataError("degraded_frames must be in [0, 1)", value=degraded_frames)
+    degraded_frames, pairs = config.degraded_frames, config.pairs
+    ood_images = config.ood_images
     if ood_images is None:
-        ood_images = min(400, val_videos * frames_per_video // 4)
+        ood_images = min(400, config.val_videos * frames_per_video // 4)
     start = time.perf_counter()
     _prepare_out_dir(out_dir)
     summary = {
@@ -321,7 +313,7 @@ def generate(
         "counts": {},
         "bayes_limits": {},
     }
-    for split, n_videos in (("train", train_videos), ("validation", val_videos)):
+    for split, n_videos in (("train", config.train_videos), ("validation", config.val_videos)):
         n_pairs = pairs if pairs is not None else (1 if n_videos >= 4 else 0)
         jobs = [
             (out_dir, seed, split, i, name, tasks, frames_per_video, image_size, degraded_frames)
@@ -371,46 +363,16 @@ def _write_truth(out_dir: str, split: str, parts: list[dict]) -> dict:
     return truth
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder (Aff-Wild2 layout)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train_videos", type=int, default=24)
-    parser.add_argument("--val_videos", type=int, default=6)
-    parser.add_argument("--frames_per_video", type=int, default=150)
-    parser.add_argument("--image_size", type=int, default=112)
-    parser.add_argument("--ood_images", type=int, default=None, help="default: val frames / 4, <= 400")
-    parser.add_argument("--pairs", type=int, default=None, help="_left/_right pairs per split")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--degraded_frames", type=float, default=0.0, help="share of frames spoilt (hand, blur, dark)"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI: python -m emenet_tf.data.synthetic --out DIR --seed S [sizes].
-
-    Writes into a temporary folder beside ``--out`` renamed into place when complete; a bad size
-    or a failed write prints one line ``error: ...`` to stderr and exits with status 2.
-    """
-    args = _parse(argv)
-    options = {k: v for k, v in vars(args).items() if k != "out"}
-    try:
-        check_out_dir(args.out)
-        with atomic_path(args.out) as tmp:
-            summary = {**generate(tmp, **options), "out_dir": args.out}
-    except (DataError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    for split, counts in summary["counts"].items():
-        print(f"{split}: {counts}")
-    print(f"bayes limits (validation): {json.dumps(summary['bayes_limits']['validation'], indent=1)}")
-    print(
-        f"wrote {summary['out_dir']} in {summary['seconds']:.1f} s ({summary['frames_per_second']:.0f} frames/s)"
-    )
-    return summary
+def write(out_dir: str, config: SyntheticConfig, workers: int = 1) -> dict:
+    """``generate`` into a temporary folder beside ``out_dir``, renamed into place when complete:
+    a failed or killed run never leaves a folder that looks finished. Refuses (DataError) an
+    ``out_dir`` that is neither empty nor a benchmark."""
+    check_out_dir(out_dir)
+    with atomic_path(out_dir) as tmp:
+        return {**generate(tmp, config, workers=workers), "out_dir": out_dir}
 
 
 if __name__ == "__main__":
+    from emenet_tf.cli.synthetic import main
+
     main()

@@ -8,10 +8,16 @@ parity.py      parity figures, targets and failures
 metadata.py    the metadata JSON and its calibrated thresholds
 model.py       one model or ensemble: convert, check, write what passes
 qat.py         the quantization-aware fine-tune and its int8 model
-run.py         a finished run: every model into one folder, swapped in whole (``export_run``)
-__main__.py    the CLI: python -m emenet_tf.export --workdir DIR [--qat_epochs N] [--allow_degraded] [--out DIR]
+exporter.py    a finished run: every model into one folder, swapped in whole (``export_run``)
+options.py     the export's options (its flags here and in train.py); the CLI: emenet_tf/cli/export.py
 """
 
-from emenet_tf.export.run import export_run
 
-__all__ = ["export_run"]
+def __getattr__(name):
+    """``export.export_run``, imported on first use (it loads TensorFlow; ``export.options`` does not,
+    so the command lines define their flags before TensorFlow is imported)."""
+    if name == "export_run":
+        from emenet_tf.export.exporter import export_run
+
+        return export_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,15 +11,24 @@ EXPR_COVERAGE = 0.8  # expr_entropy threshold: accept the 80% most certain valid
 OOD_QUANTILE = 0.95  # ood_epistemic / ood thresholds: ~5% false OOD alarms on in-domain validation
 
 
-def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.ndarray) -> dict:
+def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.ndarray, untrained=()) -> dict:
     """Uncertainty thresholds of one model from its own outputs on validation frames.
 
     expr_entropy: the EXPR_COVERAGE quantile of the normalised EXPR entropy (predictions below it
     are accepted: 80% coverage); the EXPR error of the accepted and of all labelled frames is
     stated in "target". ood_epistemic (ensemble and Dirichlet): the OOD_QUANTILE quantile of the
     in-domain expr_epistemic, so about 5% of in-domain faces raise a false OOD alarm. ood (Dirichlet
-    only): the same quantile of its ood_score (the score its OOD decision uses).
+    only): the same quantile of its ood_score (the score its OOD decision uses). A model whose
+    expression head never saw a label (``untrained``) has no expression thresholds (null).
     """
+    if "expr" in untrained:
+        ood = float(np.quantile(outputs["ood_score"][:, 0], OOD_QUANTILE)) if "ood_score" in outputs else None
+        target = "no expression thresholds: the training data had no EXPR label"
+        if ood is not None:
+            target += (
+                f"; ood: {OOD_QUANTILE:.0%} quantile of ood_score (feature density) on in-domain validation"
+            )
+        return {"expr_entropy": None, "ood_epistemic": None, "ood": ood, "target": target}
     entropy = outputs["expr_entropy"][:, 0]
     threshold = float(np.quantile(entropy, EXPR_COVERAGE))
     labelled = expr_mask > 0
@@ -46,13 +55,19 @@ def calibrate_thresholds(outputs: dict, expr_labels: np.ndarray, expr_mask: np.n
     return {"expr_entropy": threshold, "ood_epistemic": ood_epistemic, "ood": ood, "target": target}
 
 
-def metadata(kind: str, members: int, spec: dict, thresholds: dict, state: dict | None = None) -> dict:
+def metadata(
+    kind: str, members: int, spec: dict, thresholds: dict, state: dict | None = None, untrained=()
+) -> dict:
     """The ``M.json`` beside a model, in the schema of docs/ARCHITECTURE.md.
 
     state: a stream model's state block (``stream.StreamModule.state``), None for a per-frame model.
+    untrained: the tasks whose heads never saw a label (the edge leaves them out of its results);
+    written only when there are any.
     """
     centres = va_bin_centres(NUM_VA_BINS)
     extra = {} if state is None else {"state": state}
+    if untrained:
+        extra["untrained"] = list(untrained)
     return {
         "format": FORMAT,
         "kind": kind,

@@ -29,24 +29,23 @@ def export_model(
     out_dir: str,
     frames: dict,
     representative: np.ndarray,
-    quantize: str = "float_post",
     allow_degraded: bool = False,
-    float_layers: tuple[str, ...] = FLOAT_LAYERS,
     float_backbone_max: int = 0,
     density=None,
     ood_images: np.ndarray | None = None,
     module=None,
+    untrained=(),
 ) -> dict:
     """Convert one model (1 member) or ensemble (M) to ``<name>_float32`` and ``<name>_int8`` .tflite.
 
     float_backbone_max: when the int8 model misses a parity target, keep the first 1, 2, ... up
     to this many backbone stages (``BACKBONE_LAYERS``) float as well, and take the first that
-    meets every target (the figures record which layers stayed float). float_layers: see
-    ``convert.convert``. density: the member is a Dirichlet student with this feature density
+    meets every target (the figures record which layers stayed float). density: the member is a Dirichlet student with this feature density
     (``ExportModule``); ood_images (N,S,S,3) in [0, 1]: then each model's ``ood_auroc`` (its
     ood_score, validation frames against these) is in its figures. module: the graph to export
     (default ``ExportModule(members, ..., density)``; a ``stream.StreamModule`` runs over
-    ``frames["start"]``, the state carried between frames).
+    ``frames["start"]``, the state carried between frames). untrained: the tasks the run's data never
+    labelled (written into the metadata: the edge leaves them out).
     Returns {"files": {name: path}, "parity": {name: figures}, "failures": [...]}.
     """
     module = module or ExportModule(members, int(frames["image"].shape[1]), density)
@@ -58,13 +57,13 @@ def export_model(
         figures = {"reference": "keras", **float_parity(reference, module.keras_outputs(images, starts))}
         candidates = {f"{name}_float32": (float_bytes, reference, figures)}
         candidates[f"{name}_int8"] = _int8_within_targets(
-            saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference, starts
+            saved_dir, representative, float_backbone_max, images, reference, starts
         )
     if ood_images is not None and module.kind == "dirichlet":
         ood_images = on_uint8_grid(ood_images)
         for content, outputs, figures in candidates.values():
             figures["ood_auroc"] = ood_auroc(content, outputs, ood_images)
-    return write_checked(candidates, module, out_dir, frames, allow_degraded)
+    return write_checked(candidates, module, out_dir, frames, allow_degraded, untrained)
 
 
 def ood_auroc(content: bytes, outputs: dict, ood_images: np.ndarray) -> float:
@@ -74,18 +73,15 @@ def ood_auroc(content: bytes, outputs: dict, ood_images: np.ndarray) -> float:
     return float(auroc(outputs["ood_score"][:, 0], run_tflite(content, ood_images)["ood_score"][:, 0]))
 
 
-def _int8_within_targets(
-    saved_dir, quantize, representative, float_layers, float_backbone_max, images, reference, starts=None
-):
+def _int8_within_targets(saved_dir, representative, float_backbone_max, images, reference, starts=None):
     """(content, outputs, figures) of the int8 conversion with the fewest leading backbone stages
     float that meets the targets against ``reference`` (the last one tried when none does)."""
-    for k in range(0, float_backbone_max + 1 if quantize == "float_post" else 1):
-        layers = tuple(float_layers) + BACKBONE_LAYERS[:k]
-        content = convert(saved_dir, quantize, representative, layers)
+    for k in range(0, float_backbone_max + 1):
+        layers = FLOAT_LAYERS + BACKBONE_LAYERS[:k]
+        content = convert(saved_dir, "float_post", representative, layers)
         outputs = run_tflite(content, images, starts=starts)
-        figures = {"quantize": quantize, "reference": "float32_tflite", **int8_parity(outputs, reference)}
-        if quantize == "float_post":
-            figures["float_layers"] = list(layers)
+        figures = {"quantize": "float_post", "reference": "float32_tflite", **int8_parity(outputs, reference)}
+        figures["float_layers"] = list(layers)
         missed = parity_failures(figures)
         if not missed:
             break
@@ -94,7 +90,7 @@ def _int8_within_targets(
 
 
 def write_checked(
-    candidates: dict, module: ExportModule, out_dir: str, frames: dict, allow_degraded: bool
+    candidates: dict, module: ExportModule, out_dir: str, frames: dict, allow_degraded: bool, untrained=()
 ) -> dict:
     """Write each candidate {name: (content, outputs on frames, parity figures)} that meets its targets.
 
@@ -113,9 +109,9 @@ def write_checked(
             result["failures"].append(f"{model_name}: " + "; ".join(failures))
             if not allow_degraded:
                 continue
-        thresholds = calibrate_thresholds(outputs, frames["expr"], frames["expr_mask"])
+        thresholds = calibrate_thresholds(outputs, frames["expr"], frames["expr_mask"], untrained)
         spec = input_spec(content, module.image_size)
-        meta = metadata(module.kind, len(module.members), spec, thresholds, state)
+        meta = metadata(module.kind, len(module.members), spec, thresholds, state, untrained)
         path = os.path.join(out_dir, f"{model_name}.tflite")
         write_file(path, content)
         write_file(os.path.splitext(path)[0] + ".json", meta)

@@ -38,7 +38,8 @@ def qat_finetune(
     import tensorflow_model_optimization as tfmot
 
     from emenet_tf import distill, losses
-    from emenet_tf.training import LossSetup, MultitaskTrainer
+    from emenet_tf.training.objectives import LossSetup
+    from emenet_tf.training.trainers import MultitaskTrainer
 
     soft = None
     if cfg.generations > 1:
@@ -47,7 +48,7 @@ def qat_finetune(
         weights = read_json(run.class_weights_path)
     else:
         weights = losses.class_weights(train_index, power=cfg.class_weight_power)
-    setup = LossSetup.from_config(cfg, weights, soft=soft is not None)
+    setup = LossSetup.from_config(cfg, weights, soft=soft is not None, tasks=run.trained_tasks())
     qat = tfmot.quantization.keras.quantize_model(student)
     trainer = MultitaskTrainer(qat, setup)
     trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate * cfg.lr_decay_factor))
@@ -66,7 +67,9 @@ def qat_finetune(
     return qat
 
 
-def export_qat(qat: keras.Model, name: str, out_dir: str, frames: dict, allow_degraded: bool = False) -> dict:
+def export_qat(
+    qat: keras.Model, name: str, out_dir: str, frames: dict, allow_degraded: bool = False, untrained=()
+) -> dict:
     """Convert the QAT model to ``<name>_int8`` and check it against the QAT Keras model itself.
 
     Parity on the validation frames put on the uint8 grid, as in ``model.export_model``; the same
@@ -81,5 +84,5 @@ def export_qat(qat: keras.Model, name: str, out_dir: str, frames: dict, allow_de
     outputs = run_tflite(content, images)
     figures = {"quantize": "qat", "reference": "qat_keras", **int8_parity(outputs, reference)}
     return write_checked(
-        {f"{name}_int8": (content, outputs, figures)}, module, out_dir, frames, allow_degraded
+        {f"{name}_int8": (content, outputs, figures)}, module, out_dir, frames, allow_degraded, untrained
     )

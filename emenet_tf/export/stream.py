@@ -34,7 +34,7 @@ class StreamModule(tf.Module):
         self.members = list(members)
         self.steps = [tm.build_stream_step(m) for m in self.members]
         self.image_size = int(image_size)
-        self.units = tm.state_size(self.members[0])
+        self.units = self.members[0].heads.units
         self.state_size = self.units * len(self.members)
         self.max_gap = int(max_gap)
         self.reset_every = int(reset_every)

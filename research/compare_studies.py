@@ -3,11 +3,11 @@ the same synthetic data: --synthetic_seed S + r), e.g. a temporal study against 
 
   python -m emenet_tf.study --replicates 5 --seed 0 --workdir runs/study            # per-frame
   python -m emenet_tf.study --replicates 5 --seed 0 --workdir runs/study_t8 --temporal 8
-  python benchmarks/compare_studies.py runs/study runs/study_t8 [--method gen2_single]
+  python research/compare_studies.py runs/study runs/study_t8 [--method gen2_single]
 
 Prints, for the replicates both studies finished, OTHER - BASE of one method's row (default: the
 last generation's single student) per metric, with its mean and 95% t-interval over replicates
-(``emenet_tf.study.t_interval``), and whether the interval lies on the better side of zero.
+(``emenet_tf.study.statistics.t_interval``), and whether the interval lies on the better side of zero.
 Refuses replicates whose data differ (their replicate.json synthetic seeds).
 """
 
@@ -19,11 +19,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emenet_tf.config import field_defaults  # noqa: E402
+from emenet_tf.claims import metric_value  # noqa: E402
+from emenet_tf.config import TrainConfig, flat  # noqa: E402
+from emenet_tf.evaluation.methods.common import generation_method  # noqa: E402
 from emenet_tf.io import read_json  # noqa: E402
-from emenet_tf.report import metric_value  # noqa: E402
+from emenet_tf.retired import upgrade  # noqa: E402
 from emenet_tf.rundir import RunDir  # noqa: E402
-from emenet_tf.study import PER_INVOCATION, REPLICATE, generations_of, t_interval  # noqa: E402
+from emenet_tf.study.runner import PER_INVOCATION, REPLICATE  # noqa: E402
+from emenet_tf.study.statistics import t_interval  # noqa: E402
 
 # (task, metric, higher is better)
 METRICS = (
@@ -59,9 +62,9 @@ def finished(study_dir: str) -> dict:
 def settings_that_differ(base_dir: str, other_dir: str, replicate: int) -> str:
     """'name: base -> other' of every config field the two studies' replicate sets differently
     (a synthetic_* field among them means the same identities and labels under other images)."""
-    defaults = field_defaults()  # a field an older run's config.json lacks had its default
+    defaults = flat(TrainConfig().to_dict())  # a field an older run's config.json lacks had its default
     base, other = (
-        {**defaults, **read_json(RunDir(os.path.join(d, f"rep{replicate}")).config_path)}
+        {**defaults, **flat(upgrade(read_json(RunDir(os.path.join(d, f"rep{replicate}")).config_path), d))}
         for d in (base_dir, other_dir)
     )
     names = sorted((set(base) | set(other)) - set(PER_INVOCATION))
@@ -81,7 +84,8 @@ def main(argv=None) -> int:
     for r in common:
         if base[r][0] != other[r][0]:
             parser.error(f"rep{r}: synthetic seeds differ ({base[r][0]} vs {other[r][0]}): not paired")
-    method = args.method or f"gen{generations_of([base[r][1] for r in common]) - 1}_single"
+    generations = RunDir(os.path.join(args.base, f"rep{common[0]}")).load_config().generations
+    method = args.method or generation_method(generations - 1, "single")
     print(f"{args.other} - {args.base}, {method}, replicates {common} (paired by data)")
     print(f"settings that differ: {settings_that_differ(args.base, args.other, common[0]) or 'none'}")
     print(f"{'task':5s} {'metric':12s} {'base':>8s} {'other':>8s} {'diff':>8s} {'95% CI':>20s}  better")

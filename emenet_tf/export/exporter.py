@@ -23,21 +23,22 @@ import numpy as np
 from absl import logging
 
 from emenet_tf import locks
-from emenet_tf.data import affwild2, pipeline
+from emenet_tf.data import pipeline, sources
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.density import GaussianDensity
 from emenet_tf.errors import ConfigError, ExportError, RunError
-from emenet_tf.evaluation import default_ood_dir, ood_index
-from emenet_tf.export.convert import FLOAT_BACKBONE_MAX, FLOAT_LAYERS
+from emenet_tf.evaluation.inputs import default_ood_dir, ood_index
+from emenet_tf.export.convert import FLOAT_BACKBONE_MAX
 from emenet_tf.export.model import export_model, write_file
+from emenet_tf.export.options import REPRESENTATIVE_FRAMES, VALIDATION_FRAMES
 from emenet_tf.export.parity import TARGETS
 from emenet_tf.export.qat import export_qat, qat_finetune
 from emenet_tf.export.stream import StreamModule, sequence_frames
 from emenet_tf.io import atomic_path
+from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DENSITY, DIRICHLET, TEMPORARY_PREFIX, RunDir
 
-VALIDATION_FRAMES = 1000  # validation frames used for parity and calibration (at most)
 STREAM_SUFFIX = "_stream"  # a temporal run's models: student_stream_int8.tflite, ...
 PARITY_FILE = "parity.json"
 
@@ -47,11 +48,9 @@ def export_run(
     out_dir: str | None = None,
     qat_epochs: int = 0,
     allow_degraded: bool = False,
-    representative_frames: int = 200,
-    quantize: str = "float_post",
+    representative_frames: int = REPRESENTATIVE_FRAMES,
     validation_frames: int = VALIDATION_FRAMES,
     qat_steps: int | None = None,
-    float_layers: tuple[str, ...] = FLOAT_LAYERS,
     float_backbone_max: int = FLOAT_BACKBONE_MAX,
 ) -> dict:
     """Export the final generation's student (member 0) and ensemble of the finished run in ``workdir``.
@@ -59,7 +58,7 @@ def export_run(
     Every path is resolved from ``workdir`` (``RunDir``), so a copied or moved run exports its own
     members from any current directory. An int8 model that misses a parity target is converted
     again with its first 1, 2, ... up to ``float_backbone_max`` backbone stages kept float (see
-    ``model.export_model``); float_layers: the members' layers kept float in the int8 models.
+    ``model.export_model``; the tests pass 0 to be quick).
     Writes the .tflite files, their metadata and ``parity.json`` into ``out_dir`` (default
     ``<workdir>/export``), replacing it whole. Raises RunError for an unfinished run, and
     ExportError naming every model that missed a parity target (after writing the others and
@@ -74,14 +73,12 @@ def export_run(
         raise ConfigError(
             "--qat_epochs: quantization-aware training of temporal (GRU) models is not supported"
         )
-    splits = affwild2.load_splits(run.data_dir(cfg), skip_bad_labels=cfg.skip_bad_labels)
-    image_size = input_size(cfg.model, cfg.image_size)
-    common = dict(
-        quantize=quantize,
-        allow_degraded=allow_degraded,
-        float_layers=tuple(float_layers),
-        float_backbone_max=float_backbone_max,
+    splits, _ = sources.load_splits(
+        cfg.sources(), run.synthetic_dir, run.prepared_dir, cfg.skip_bad_labels, cfg.train_resample_seed
     )
+    image_size = input_size(cfg.model, cfg.image_size)
+    untrained = tuple(t for t in TASKS if t not in run.trained_tasks())
+    common = dict(allow_degraded=allow_degraded, float_backbone_max=float_backbone_max, untrained=untrained)
     if cfg.temporal:
         jobs = _stream_jobs(cfg, members, splits, image_size, validation_frames, representative_frames)
     else:
@@ -101,7 +98,7 @@ def export_run(
             results.append(export_dirichlet(run, cfg, tmp, frames, representative, common))
         if qat_epochs > 0:
             qat = qat_finetune(run, cfg, members[0], splits["train"], qat_epochs, steps=qat_steps)
-            results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded))
+            results.append(export_qat(qat, "student_qat", tmp, frames, allow_degraded, untrained))
         summary = _summary(results, out_dir, generation)
         write_file(os.path.join(tmp, PARITY_FILE), summary)
     if summary["failures"] and not allow_degraded:
@@ -122,15 +119,14 @@ def export_dirichlet(run: RunDir, cfg, out_dir: str, frames: dict, representativ
         )
     net = run.load_member(cfg, run.dirichlet_generation(cfg), DIRICHLET)
     density = GaussianDensity.load(run.density_path(cfg))
-    ood = ood_frames(run.data_dir(cfg), frames["image"].shape[1])
+    ood = ood_frames(default_ood_dir(run, cfg), frames["image"].shape[1])
     return export_model(
         [net], "student_dirichlet", out_dir, frames, representative, density=density, ood_images=ood, **common
     )
 
 
-def ood_frames(data_dir: str, image_size: int) -> np.ndarray | None:
-    """The OOD images of ``<data_dir>/ood`` (N,S,S,3) in [0, 1], or None when there is no such folder."""
-    folder = default_ood_dir(data_dir)
+def ood_frames(folder: str | None, image_size: int) -> np.ndarray | None:
+    """The OOD images of ``folder`` (N,S,S,3) in [0, 1], or None when there is no folder."""
     if folder is None:
         return None
     with tempfile.TemporaryDirectory(prefix="emenet-ood-") as work:

@@ -1,10 +1,10 @@
 """The whole job behind ``train.py``: checks, data, class weights, generations, evaluation, export.
 
-TensorFlow is imported only once the checks have passed. Order matters for a run folder that must never hold a lie: every flag and the data folder are
-checked BEFORE anything is written; config.json is then written (or, on a rerun, compared with
-the saved one: a rerun that differs in anything that changes what was trained refuses, naming
-each difference); the synthetic data is generated once under the run's setup lock, so jobs that
-start together do not both generate it.
+TensorFlow is imported only once the checks have passed. Order matters for a run folder that must
+never hold a lie: every flag and every dataset path is checked BEFORE anything is written;
+config.json is then written (or, on a rerun, compared with the saved one: a rerun that differs in
+anything that changes what was trained refuses, naming each difference); the synthetic data is
+generated once under the run's setup lock, so jobs that start together do not both generate it.
 """
 
 from __future__ import annotations
@@ -16,21 +16,16 @@ from absl import logging
 
 from emenet_tf import locks
 from emenet_tf.config import RESUMABLE, TrainConfig, differences
-from emenet_tf.data import affwild2
+from emenet_tf.data import sources
 from emenet_tf.errors import ConfigError
-from emenet_tf.io import atomic_path, atomic_write_json, read_json
+from emenet_tf.io import atomic_write_json, read_json
 from emenet_tf.rundir import RunDir
 
 
 def check_paths(cfg: TrainConfig) -> None:
-    """The folders and files the flags name, checked before anything is written (and before
+    """The files and folders the flags name, checked before anything is written (and before
     TensorFlow loads, so a wrong path is reported at once)."""
-    if cfg.data_dir is not None:
-        if not os.path.exists(cfg.data_dir):
-            raise ConfigError(f"--data_dir {cfg.data_dir} does not exist")
-        if not os.path.isdir(cfg.data_dir):
-            raise ConfigError(f"--data_dir {cfg.data_dir} is a file, not a folder")
-        affwild2.check_data_dir(cfg.data_dir)
+    sources.check(cfg.data)
     if cfg.backbone_weights is not None and not os.path.isfile(cfg.backbone_weights):
         raise ConfigError(f"--backbone_weights {cfg.backbone_weights} is not a file")
     root = RunDir(cfg.workdir).root
@@ -92,29 +87,30 @@ def save_config(cfg: TrainConfig) -> None:
     cfg.save(run.config_path)
 
 
-def ensure_data(cfg: TrainConfig) -> str:
-    """The data folder: --data_dir, or the synthetic benchmark generated once into the run folder."""
+def uses_benchmark(cfg: TrainConfig) -> bool:
+    return any(s.name == sources.SYNTHETIC for s in cfg.sources())
+
+
+def ensure_data(cfg: TrainConfig) -> None:
+    """The synthetic benchmark, generated once into the run folder when ``--data`` names it."""
     run = RunDir(cfg.workdir)
-    if cfg.data_dir:
-        return cfg.data_dir
+    if not uses_benchmark(cfg):
+        return
     from emenet_tf.data import synthetic
 
-    data_dir = run.data_dir(cfg)
-    if os.path.exists(os.path.join(data_dir, "synthetic_meta.json")):
-        logging.info("using the synthetic benchmark already in %s", data_dir)
-        return data_dir
-    synthetic.check_out_dir(data_dir)  # never replace a folder of the user's that is not a benchmark
-    with atomic_path(data_dir) as tmp:
-        summary = synthetic.generate(tmp, **cfg.synthetic_args())
+    if os.path.exists(os.path.join(run.synthetic_dir, "synthetic_meta.json")):
+        logging.info("using the synthetic benchmark already in %s", run.synthetic_dir)
+        return
+    summary = synthetic.write(run.synthetic_dir, cfg.synthetic)
     logging.info("synthetic Aff-Wild2 benchmark: %s", json.dumps(summary, default=str))
-    return data_dir
 
 
 def load_data(cfg: TrainConfig):
-    """Index both splits; write what was indexed and skipped to ``data_summary.json``."""
+    """Index both splits of every dataset; write what was indexed and skipped to ``data_summary.json``."""
     run = RunDir(cfg.workdir)
-    splits = affwild2.load_splits(run.data_dir(cfg), skip_bad_labels=cfg.skip_bad_labels)
-    summary = {name: index.summary() for name, index in splits.items()}
+    splits, summary = sources.load_splits(
+        cfg.sources(), run.synthetic_dir, run.prepared_dir, cfg.skip_bad_labels, cfg.train_resample_seed
+    )
     atomic_write_json(run.data_summary_path, summary)
     for name, counts in summary.items():
         logging.info("%s split: %s", name, json.dumps(counts))
@@ -170,18 +166,18 @@ def record_dropped_images(cfg: TrainConfig) -> dict:
     return worst
 
 
-def run(
-    cfg: TrainConfig, evaluate: bool = True, export: bool = True, export_options: dict | None = None
-) -> dict:
+def run_job(cfg: TrainConfig, evaluate: bool = True, export: bool = True, export_options=None) -> dict:
     """Train all generations, then evaluate and export when the last generation is complete.
 
-    ``export_options`` go to ``export.export_run`` (e.g. ``qat_epochs``, ``allow_degraded``).
+    export_options: an ``export.options.ExportOptions`` (default: its defaults). A model the export
+    withholds (it misses a parity target) does not fail the job: the trained run stays as it is and
+    ``notes`` says which model was withheld and how to get it.
     """
     train_index, val_index, weights = prepare(cfg)
     from emenet_tf import distill
 
     complete = distill.run_generations(cfg, train_index, val_index, weights)
-    result = {"generations_complete": complete, "dropped_images": record_dropped_images(cfg)}
+    result = {"generations_complete": complete, "dropped_images": record_dropped_images(cfg), "notes": []}
     if complete < cfg.generations or cfg.member is not None:
         return result
     if evaluate:
@@ -189,7 +185,13 @@ def run(
 
         result["metrics"] = evaluation.evaluate_run(cfg.workdir)
     if export:
-        from emenet_tf import export as export_lib
+        from emenet_tf.errors import ExportError
+        from emenet_tf.export import export_run
+        from emenet_tf.export.options import ExportOptions
 
-        result["export"] = export_lib.export_run(cfg.workdir, **(export_options or {}))
+        options = export_options or ExportOptions()
+        try:
+            result["export"] = export_run(cfg.workdir, **options.to_dict())
+        except ExportError as err:
+            result["notes"].append(f"training finished; the export withheld a model: {err}")
     return result

@@ -1,14 +1,13 @@
 """What time adds on the benchmark: a temporal student's scores by state reset, a per-frame student's by smoothing.
 
-  python benchmarks/temporal_headroom.py --temporal_run RUN_T [--per_frame_run RUN] [--generation G]
+  python research/temporal_headroom.py --temporal_run RUN_T [--per_frame_run RUN] [--generation G]
 
 Both on ALL validation frames of each run's data (not the evaluation half: this is a diagnostic of
-the inference rule, not a claim), ABAW scores (``training.abaw_scores``) of member 0 of the last
+the inference rule, not a claim), ABAW scores (``training.checkpoints.abaw_scores``) of member 0 of the last
 (or ``--generation``) generation:
 - ``--temporal_run`` (a ``--temporal T`` run): every segment in frame order, the GRU state carried
   over the whole segment (reset 0) or reset every T, 2T, 4T seen frames (``clips.chunks``; T is what
-  evaluation and the edge use); for ``--temporal_head residual`` also its per-frame part alone
-  (``models.temporal.per_frame_part``): what the GRU adds.
+  evaluation and the edge use).
 - ``--per_frame_run``: the per-frame student as is, and exponentially smoothed along each segment
   (p <- a p_now + (1 - a) p_before, a = 0.5, 0.3, the edge's ``--smooth``): how much a causal
   filter over time gains on this data, a yardstick for what a temporal model can add.
@@ -23,12 +22,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emenet_tf.data import affwild2, clips  # noqa: E402
+from emenet_tf.data import clips  # noqa: E402
+from emenet_tf.evaluation.inputs import validation_index  # noqa: E402
 from emenet_tf.labels import TASKS  # noqa: E402
-from emenet_tf.models import temporal as tm  # noqa: E402
 from emenet_tf.rundir import RunDir  # noqa: E402
 from emenet_tf.temporal_inference import frame_source, predict_frames  # noqa: E402
-from emenet_tf.training import abaw_scores  # noqa: E402
+from emenet_tf.training.checkpoints import abaw_scores  # noqa: E402
 
 SMOOTHING = (0.5, 0.3)
 
@@ -38,7 +37,7 @@ def load(workdir: str, generation: int | None):
     run = RunDir(workdir)
     cfg = dataclasses.replace(run.load_config(), workdir=workdir)
     gen = cfg.generations - 1 if generation is None else generation
-    index = affwild2.load_split(run.data_dir(cfg), "validation")
+    index = validation_index(run, cfg)
     return cfg, index, run.load_member(cfg, gen, 0), gen
 
 
@@ -55,11 +54,6 @@ def temporal_rows(workdir: str, generation: int | None) -> None:
         pred = predict_frames(model, dataclasses.replace(base, reset_every=every))
         rule = "state carried" if every == 0 else f"state reset every {every}"
         print(line(f"gen{gen} temporal, {rule}", abaw_scores(pred)), flush=True)
-    if tm.head_kind(model) == "residual":
-        alone = predict_frames(
-            tm.per_frame_part(model), frame_source(dataclasses.replace(cfg, temporal=0), index, 64)
-        )
-        print(line(f"gen{gen} temporal, per-frame part alone", abaw_scores(alone)), flush=True)
 
 
 def smoothed(pred: dict, index, max_gap: int, alpha: float) -> dict:

@@ -1,15 +1,13 @@
-"""The baselines the distilled students must beat: Temperature Scaling and MC Dropout.
+"""Temperature Scaling (Guo et al. 2017): one temperature per task output, fit on held-out labelled data.
 
-Temperature Scaling (Guo et al. 2017) rescales a trained model's logits by 1 / T, with T fit by
-minimising the NLL on held-out labelled data. It works from probabilities as well as logits:
+It rescales a trained model's logits by 1 / T, with T fit by minimising the NLL on held-out
+labelled data. It works from probabilities as well as logits:
   categorical: softmax(log p / T) = softmax(z / T)   (log p = z - logsumexp(z))
   Bernoulli:   sigmoid(logit(p) / T),  logit(p) = log(p / (1 - p))
 One temperature for EXPR, one per AU (12), one for valence and one for arousal (20-bin
 categoricals). Each is fit alone by a bounded 1-d search over log T (scipy minimize_scalar).
-
-MC Dropout (Gal and Ghahramani 2016): the model rebuilt with its head dropout active at
-inference, averaged over ``passes`` stochastic forward passes. ``mc_predict`` checks that the
-passes really differ (the reference code never switched dropout on).
+The evaluation's baseline (``evaluation.methods.temperature_scaling``) and the teachers'
+calibration (``calibration``) both use it.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import dataclasses
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from emenet_tf.inference import predict_dataset, to_logits
+from emenet_tf.inference import to_logits
 from emenet_tf.labels import NUM_AU, va_to_bin
 
 KINDS = ("categorical", "bernoulli")
@@ -144,25 +142,3 @@ class TemperatureScaler:
             "au": [float(t) for t in self.au],
             "va": [float(t) for t in self.va],
         }
-
-
-def mc_predict(model, dataset, passes: int = 10, predict=predict_dataset) -> dict:
-    """MC Dropout predictions of ``model`` (built with ``mc_dropout=True``): the mean over ``passes``.
-
-    Returns ``inference.predict_dataset``'s dict with ``members_<task>`` holding the passes
-    (passes, N, ...). Raises RuntimeError when every pass is identical: dropout is not active.
-    predict: the function that reads ``dataset`` (``temporal_inference.predict_frames`` for a
-    temporal model's segments).
-    """
-    if passes < 2:
-        raise ValueError(f"MC Dropout needs at least 2 passes, got {passes}")
-    pred = predict(model, dataset, passes=passes, keep_members=True)
-    spread = max(
-        float(np.abs(pred[f"members_{t}"] - pred[f"members_{t}"][:1]).max()) for t in ("au", "expr", "va")
-    )
-    if spread == 0.0:
-        raise RuntimeError(
-            f"MC Dropout: all {passes} passes of {model.name} are identical; its dropout is not active "
-            "at inference (build it with mc_dropout=True and a dropout rate > 0)"
-        )
-    return pred

@@ -1,0 +1,44 @@
+"""Where the edge CLI's results go besides stdout: the ``--csv`` rows and the ``--draw`` pictures."""
+
+import csv
+import os
+
+from edge.draw import Drawing
+
+
+class Outputs:
+    """Where results go besides stdout: the --csv file (one row per face, its header from the first
+    row) and the --draw pictures (one file, or one per input in a folder)."""
+
+    def __init__(self, args):
+        self.csv_path, self.draw_path = args.csv, args.draw
+        self._csv_file = self._writer = None
+        single = len(args.inputs) == 1 and args.camera is None and not os.path.isdir(args.inputs[0])
+        self.draw_folder = self.draw_path is not None and not (single and os.path.splitext(self.draw_path)[1])
+        if self.draw_folder:
+            os.makedirs(self.draw_path, exist_ok=True)
+
+    def row(self, result) -> None:
+        if self.csv_path is None:
+            return
+        row = result.csv_row()
+        if self._writer is None:
+            self._csv_file = open(self.csv_path, "w", newline="")  # noqa: SIM115  (closed by close())
+            self._writer = csv.DictWriter(self._csv_file, fieldnames=list(row), extrasaction="ignore")
+            self._writer.writeheader()
+        self._writer.writerow(row)
+        self._csv_file.flush()
+
+    def drawing(self, source: str, video: bool, fps=None):
+        """A Drawing for ``source`` (None without --draw): the --draw file, or a file named after the
+        input inside the --draw folder (.avi for videos, .png for images)."""
+        if self.draw_path is None:
+            return None
+        if not self.draw_folder:
+            return Drawing(self.draw_path, fps or 25.0)
+        stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0].replace(":", "_") or "camera"
+        return Drawing(os.path.join(self.draw_path, stem + (".avi" if video else ".png")), fps or 25.0)
+
+    def close(self) -> None:
+        if self._csv_file is not None:
+            self._csv_file.close()
