@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zipfile
 
 import numpy as np
 
+from emenet_tf.errors import RunError
 from emenet_tf.io import atomic_save_npz
 
 # The layers whose outputs are the features: two early stages, spatially averaged. OOD AUROC of
@@ -89,8 +91,13 @@ class GaussianDensity:
 
     @classmethod
     def load(cls, path: str) -> GaussianDensity:
-        with np.load(path) as data:
-            return cls(tuple(str(n) for n in data["layers"]), data["m"], data["w"], data["v"], data["c"])
+        """The density saved at ``path``; RunError naming the file when it is cut or unreadable."""
+        try:
+            with np.load(path) as data:
+                return cls(tuple(str(n) for n in data["layers"]), data["m"], data["w"], data["v"], data["c"])
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            raise RunError(f"{path}: unreadable feature density ({reason})") from None
 
 
 def feature_tensor(net, layers=DENSITY_LAYERS):

@@ -24,7 +24,7 @@ from emenet_tf import calibration, density, locks
 from emenet_tf.config import TrainConfig
 from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.errors import ConfigError, DataError
+from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.inference import to_logits
 from emenet_tf.io import atomic_save_npz, atomic_write_json
 from emenet_tf.labels import TASKS
@@ -143,6 +143,18 @@ def load_soft_labels(path: str, index: FrameIndex, names=TASKS) -> dict:
         return {k: data[k] for k in names}
 
 
+def _usable_density(path: str) -> bool:
+    """Whether the density file reads back; a cut or unreadable one is named in a warning (and refit)."""
+    if not os.path.exists(path):
+        return False
+    try:
+        density.GaussianDensity.load(path)
+    except RunError as err:
+        logging.warning("%s: fitting it again", err)
+        return False
+    return True
+
+
 def members_to_train(cfg: TrainConfig) -> list[int]:
     return [cfg.member] if cfg.member is not None else list(range(cfg.ensemble_size))
 
@@ -208,13 +220,13 @@ def train_dirichlet_student(
     """
     run = RunDir(cfg.workdir)
     generation = run.dirichlet_generation(cfg)
-    if not run.dirichlet_done(cfg):
+    if not (run.dirichlet_done(cfg) and run.reopen_if_damaged(generation, DIRICHLET)):
         soft = make_soft_labels(cfg, generation - 1, train_index, members=True, val_index=val_index)
         logging.info("generation %d Dirichlet student", generation)
         # No validation score: its mean is the frozen student's, so the ABAW score cannot choose an
         # epoch; the best epoch is the one of lowest training loss (the precision heads' fit).
         train_member(cfg, generation, DIRICHLET, train_index, None, class_weights, soft, strategy)
-    if not os.path.exists(run.density_path(cfg)):
+    if not _usable_density(run.density_path(cfg)):
         net = run.load_member(cfg, generation, DIRICHLET)
         size = input_size(cfg.model, cfg.image_size)
         ds = pipeline.make_dataset(train_index, size, cfg.batch_size, training=False)

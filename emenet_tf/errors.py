@@ -11,9 +11,20 @@ class DataError(ValueError):
             if line is not None:
                 where += f":{line}"
             where += ": "
-        suffix = f" (value: {value!r})" if value is not None else ""
+        suffix = f" (value: {_plain(value)!r})" if value is not None else ""
         super().__init__(f"{where}{message}{suffix}")
         self.path, self.line, self.value = path, line, value
+
+
+def _plain(value):
+    """A value as a user reads it: numpy scalars as Python numbers (1, not np.int32(1)), in lists too."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class ConfigError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 from absl import logging
 
@@ -18,7 +19,7 @@ from emenet_tf import locks
 from emenet_tf.config import RESUMABLE, TrainConfig, differences
 from emenet_tf.data import sources
 from emenet_tf.errors import ConfigError
-from emenet_tf.io import atomic_write_json, read_json
+from emenet_tf.io import atomic_write_json, describe_os_error, read_json
 from emenet_tf.rundir import RunDir
 
 
@@ -28,9 +29,38 @@ def check_paths(cfg: TrainConfig) -> None:
     sources.check(cfg.data)
     if cfg.backbone_weights is not None and not os.path.isfile(cfg.backbone_weights):
         raise ConfigError(f"--backbone_weights {cfg.backbone_weights} is not a file")
-    root = RunDir(cfg.workdir).root
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise ConfigError(f"--workdir {cfg.workdir} is a file, not a folder")
+    check_workdir(RunDir(cfg.workdir).root)
+
+
+# What a run folder may hold before its config.json exists: the setup lock of a job starting now.
+_BEFORE_CONFIG = {".lock"}
+
+
+def check_workdir(root: str) -> None:
+    """ConfigError unless ``root`` is a run folder, an empty or absent folder this process can create
+    and write (a user's folder with other files is never written into)."""
+    if os.path.exists(root):
+        if not os.path.isdir(root):
+            raise ConfigError(f"--workdir {root} is a file, not a folder")
+        entries = set(os.listdir(root))
+        if entries - _BEFORE_CONFIG and not os.path.exists(os.path.join(root, "config.json")):
+            raise ConfigError(
+                f"--workdir {root} is not empty and not a training run (no config.json); give a new or empty folder"
+            )
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise ConfigError(f"--workdir {root}: no permission to write in it")
+        return
+    parent = os.path.dirname(root)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"--workdir {root}: {parent} is a file, so the folder cannot be created")
+    try:  # a real attempt: permissions alone do not tell (root may write anywhere, /proc takes no folder)
+        os.rmdir(tempfile.mkdtemp(prefix=".emenet-probe-", dir=parent))
+    except OSError as err:
+        raise ConfigError(
+            f"--workdir {root}: cannot create a folder in {parent} ({describe_os_error(err)})"
+        ) from None
 
 
 def check_model(cfg: TrainConfig) -> None:
@@ -98,9 +128,11 @@ def ensure_data(cfg: TrainConfig) -> None:
         return
     from emenet_tf.data import synthetic
 
-    if os.path.exists(os.path.join(run.synthetic_dir, "synthetic_meta.json")):
+    if synthetic.is_complete(run.synthetic_dir):
         logging.info("using the synthetic benchmark already in %s", run.synthetic_dir)
         return
+    if os.path.exists(os.path.join(run.synthetic_dir, synthetic.META)):
+        logging.warning("the synthetic benchmark in %s is damaged: generating it again", run.synthetic_dir)
     summary = synthetic.write(run.synthetic_dir, cfg.synthetic)
     logging.info("synthetic Aff-Wild2 benchmark: %s", json.dumps(summary, default=str))
 

@@ -27,6 +27,8 @@ import dataclasses
 import json
 import os
 
+from absl import logging
+
 from emenet_tf.config import TrainConfig
 from emenet_tf.errors import RunError
 from emenet_tf.labels import TASKS
@@ -143,6 +145,22 @@ class RunDir:
         """The member finished training: its done.json exists (written after its best weights)."""
         return os.path.isfile(self.done_path(generation, member))
 
+    def reopen_if_damaged(self, generation: int, member: int | str) -> bool:
+        """For a finished member: True when its done.json and best weights read back whole. Else (a
+        disk fault, a file cut short) one warning names the file and done.json is removed, so the
+        member trains again from its start (its checkpoint is gone once it is done): False."""
+        done, weights = self.done_path(generation, member), self.best_weights_path(generation, member)
+        for path, read in ((done, _read_json_object), (weights, _read_all_weights)):
+            try:
+                read(path)
+            except (OSError, ValueError, KeyError, RuntimeError) as err:
+                reason = " ".join(str(err).split())[:160] or type(err).__name__
+                logging.warning("%s is unreadable (%s): generation %d member %s trains again", path, reason,
+                                generation, member)  # fmt: skip
+                os.remove(done)
+                return False
+        return True
+
     def generation_done(self, cfg: TrainConfig, generation: int) -> bool:
         return all(self.is_done(generation, k) for k in range(cfg.ensemble_size))
 
@@ -219,6 +237,20 @@ class RunDir:
             reason = " ".join(str(err).split())[:200] or type(err).__name__
             raise RunError(f"{path}: cannot read the member's weights ({reason})") from None
         return net
+
+
+def _read_json_object(path: str) -> None:
+    with open(path) as f:
+        if not isinstance(json.load(f), dict):
+            raise ValueError("not a JSON object")
+
+
+def _read_all_weights(path: str) -> None:
+    """Read every array of a Keras HDF5 weights file (a cut file raises OSError or KeyError here)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
 
 
 def member_net(cfg: TrainConfig, seed: int | None = None, mc_dropout: bool = False, dirichlet: bool = False):

@@ -87,7 +87,7 @@ def test_paths_are_made_absolute(tmp_path, monkeypatch):
         ({"va_weight": -1.0}, "--va_weight must be >= 0"),
         ({"au_weight": 0.0, "expr_weight": 0.0, "va_weight": 0.0}, "nothing would be trained"),
         ({"lr_decay_factor": 2.0}, "--lr_decay_factor must be in (0, 1]"),
-        ({"synthetic": {"train_videos": 0}}, "--synthetic_train_videos must be >= 1"),
+        ({"synthetic": {"train_videos": 0}}, "--synthetic_train_videos must be in [1, 10000]"),
         ({"synthetic": {"degraded_frames": 1.0}}, "--synthetic_degraded_frames must be in [0, 1)"),
         ({"image_size": 100000}, "--image_size must be <= 1024"),
         ({"batch_size": 10**6}, "--batch_size must be <= 4096"),
@@ -142,7 +142,9 @@ def test_an_older_config_json_is_read_with_its_documented_meaning(tmp_path):
     assert TrainConfig.load(str(path)).data == "affwild2:/data/aw2"
 
 
-@pytest.mark.parametrize("field, value", [("temporal_head", "residual"), ("dirichlet_target", "proxy"), ("ood_score", "total")])
+@pytest.mark.parametrize(
+    "field, value", [("temporal_head", "residual"), ("dirichlet_target", "proxy"), ("ood_score", "total")]
+)
 def test_an_older_run_of_a_retired_option_is_refused_in_one_line(tmp_path, field, value):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**TrainConfig(workdir="w").to_dict(), field: value}))

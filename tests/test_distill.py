@@ -86,9 +86,7 @@ def test_distillation_on_a_fixed_target_approaches_it(splits):
         "va": _softmax(rng.normal(size=(len(train), 2, 20))).astype(np.float32),
     }
     weights = class_weights(train)
-    setup = LossSetup(
-        tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True
-    )
+    setup = LossSetup(tuple(weights["au_pos_weight"]), tuple(weights["expr_class_weight"]), soft=True)
     keras.utils.set_random_seed(0)
     net = build_emenet("tiny", seed=0, dropout=0.0)
     trainer = MultitaskTrainer(net, setup)

@@ -26,9 +26,7 @@ def test_scores_against_numpy():
     va = np.full((2, n, 2, 20), 1 / 20)
     members = {"expr": expr, "au": au, "va": va}
     # EXPR: total log 2 / log 7, aleatoric 0; AU and VA: identical members -> no epistemic part
-    np.testing.assert_allclose(
-        epistemic_score(members), (math.log(2) / math.log(7)) / 3, atol=1e-12
-    )
+    np.testing.assert_allclose(epistemic_score(members), (math.log(2) / math.log(7)) / 3, atol=1e-12)
     # single member 0: EXPR entropy 0, AU entropy 1 (p = 0.5), VA uniform entropy 1 -> mean 2/3
     single = {k: v[0] for k, v in members.items()}
     np.testing.assert_allclose(entropy_score(single), 2 / 3, atol=1e-12)

@@ -567,7 +567,11 @@ def test_a_write_failure_names_the_file_and_leaves_nothing(tmp_path, monkeypatch
 
 def _export_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "emenet_tf.export", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "emenet_tf.export", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -286,9 +286,7 @@ def test_dirichlet_loss_masked_frames_count_nothing(rng):
     mask = np.array([1, 0, 1, 1, 0, 1], np.float32)
     keep = dirichlet_loss(members[mask > 0], log_ab[mask > 0], bernoulli=True)
     members[mask == 0], log_ab[mask == 0] = np.nan, np.nan
-    loss, grad = _loss_and_grad(
-        lambda t: dirichlet_loss(members, t, bernoulli=True, mask=mask), log_ab
-    )
+    loss, grad = _loss_and_grad(lambda t: dirichlet_loss(members, t, bernoulli=True, mask=mask), log_ab)
     assert loss == pytest.approx(float(keep), rel=1e-5)
     assert np.all(grad[mask == 0] == 0.0) and np.all(np.isfinite(grad))
 

@@ -48,10 +48,14 @@ def _train(*args, env=ENV, timeout=600):
 
 
 def test_a_rerun_with_other_settings_refuses_and_changes_nothing(tmp_path, data_dir):
-    cfg = TrainConfig(workdir=str(tmp_path / "w"), data="affwild2:" + str(data_dir), model="tiny", learning_rate=3e-3)
+    cfg = TrainConfig(
+        workdir=str(tmp_path / "w"), data="affwild2:" + str(data_dir), model="tiny", learning_rate=3e-3
+    )
     job.prepare(cfg)
     saved = open(RunDir(cfg.workdir).config_path).read()
-    other = TrainConfig(workdir=cfg.workdir, data="affwild2:" + str(data_dir), model="tiny", learning_rate=0.1, epochs=2)
+    other = TrainConfig(
+        workdir=cfg.workdir, data="affwild2:" + str(data_dir), model="tiny", learning_rate=0.1, epochs=2
+    )
     with pytest.raises(ConfigError) as err:
         job.prepare(other)
     message = str(err.value)
@@ -59,7 +63,11 @@ def test_a_rerun_with_other_settings_refuses_and_changes_nothing(tmp_path, data_
     assert "\n" not in message
     assert open(RunDir(cfg.workdir).config_path).read() == saved
     # What may change is applied and said: more generations extend the run.
-    job.prepare(TrainConfig(workdir=cfg.workdir, data="affwild2:" + str(data_dir), model="tiny", generations=4, verbose=0))
+    job.prepare(
+        TrainConfig(
+            workdir=cfg.workdir, data="affwild2:" + str(data_dir), model="tiny", generations=4, verbose=0
+        )
+    )
     assert json.load(open(RunDir(cfg.workdir).config_path))["generations"] == 4
 
 

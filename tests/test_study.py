@@ -178,7 +178,9 @@ def test_study_wall_time_covers_every_invocation(tmp_path):
     """A replicate killed and resumed: the ledger keeps the killed invocation's time (up to its last
     update) and the total covers both invocations."""
     path = str(tmp_path / "replicate_time.json")
-    (tmp_path / "replicate_time.json").write_text(json.dumps({"invocations": [{"wall_s": 100.0, "cpu_s": 80.0}]}))
+    (tmp_path / "replicate_time.json").write_text(
+        json.dumps({"invocations": [{"wall_s": 100.0, "cpu_s": 80.0}]})
+    )
     with runner.Stopwatch(path, every=0.05) as watch:
         import time
 

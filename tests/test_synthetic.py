@@ -370,7 +370,9 @@ def test_cli_process_prints_one_line_for_a_bad_out_dir(tmp_path):
         text=True,
         timeout=120,
     )
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: --image_size must be >= 32, got 8"]
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --image_size must be in [32, 1024], got 8"
+    ]
 
 
 def test_degraded_frames_spoil_only_images(tiny, tmp_path):

@@ -31,7 +31,9 @@ def test_the_model_keeps_its_backbone_and_heads_as_objects(net):
     of the paper's size, and the backbone is build_emenet's (the same embedding)."""
     assert isinstance(net.frame_net, keras.Model) and isinstance(net.heads, tm.TemporalHeads)
     assert set(net.heads.grus) == set(TASK_SHAPES) == set(net.heads.logits)
-    assert net.heads.units == tm.GRU_UNITS and tm.is_temporal(net) and not tm.is_temporal(build_emenet("tiny"))
+    assert (
+        net.heads.units == tm.GRU_UNITS and tm.is_temporal(net) and not tm.is_temporal(build_emenet("tiny"))
+    )
     per_frame = build_emenet("tiny", seed=0)
     assert net.frame_net.output.shape[-1] == per_frame.get_layer("embedding_bn").output.shape[-1]
 
@@ -56,11 +58,7 @@ def test_outputs_per_frame_for_any_clip_length(net):
             k: (2, steps, *s) for k, s in TASK_SHAPES.items()
         }
     heads = net.heads
-    assert (
-        [heads.grus[t].cell.units for t in ("au", "expr", "va")]
-        == [tm.GRU_UNITS] * 3
-        == [128] * 3
-    )
+    assert [heads.grus[t].cell.units for t in ("au", "expr", "va")] == [tm.GRU_UNITS] * 3 == [128] * 3
     # The backbone is build_emenet's: its embedding layer by name, per frame.
     assert net.frame_net.get_layer("embedding_bn").output.shape[-1] == 32
 
@@ -251,7 +249,9 @@ def test_temporal_flags_are_checked():
 
 def test_temporal_training_batches_hold_single_frames_and_clips(data_dir, tmp_path):
     train = affwild2.load_split(data_dir, "train")
-    cfg = make_config(workdir=str(tmp_path), data="affwild2:" + str(data_dir), model="tiny", temporal=4, batch_size=8)
+    cfg = make_config(
+        workdir=str(tmp_path), data="affwild2:" + str(data_dir), model="tiny", temporal=4, batch_size=8
+    )
     ds, steps = training_data(cfg, train, None, seed=0)
     assert steps == len(train) // 8  # the steps of a per-frame epoch
     batch = next(iter(ds))

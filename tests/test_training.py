@@ -81,7 +81,9 @@ def test_soft_label_mode_uses_soft_targets_only(splits):
     b = objectives.task_losses(setup, hard_labels_scrambled, net(batch["image"]))
     for task in ("au", "expr", "va"):
         assert float(a[task]) == pytest.approx(float(b[task]))
-    mixed = objectives.LossSetup(setup.au_pos_weight, setup.expr_class_weight, soft=True, hard_label_weight=0.5)
+    mixed = objectives.LossSetup(
+        setup.au_pos_weight, setup.expr_class_weight, soft=True, hard_label_weight=0.5
+    )
     c = objectives.task_losses(mixed, hard_labels_scrambled, net(batch["image"]))
     assert float(c["expr"]) != pytest.approx(float(a["expr"]))
 

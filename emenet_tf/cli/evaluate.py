@@ -16,6 +16,7 @@ from emenet_tf.cli.flags import error
 
 FLAGS = flags.FLAGS
 PROG = "evaluate.py"
+MAX_MC_PASSES = 1000  # each pass predicts the whole validation split
 
 
 def define_flags() -> None:
@@ -49,10 +50,12 @@ def main(argv) -> int:
         return _error(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.workdir:
         return _error("--workdir is required (the folder train.py wrote)")
-    if FLAGS.batch_size is not None and FLAGS.batch_size < 1:
-        return _error(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-    if FLAGS.mc_passes < 2:
-        return _error(f"--mc_passes must be >= 2, got {FLAGS.mc_passes}")
+    from emenet_tf.config import MAX_BATCH_SIZE
+
+    if FLAGS.batch_size is not None and not 1 <= FLAGS.batch_size <= MAX_BATCH_SIZE:
+        return _error(f"--batch_size must be in [1, {MAX_BATCH_SIZE}], got {FLAGS.batch_size}")
+    if not 2 <= FLAGS.mc_passes <= MAX_MC_PASSES:
+        return _error(f"--mc_passes must be in [2, {MAX_MC_PASSES}], got {FLAGS.mc_passes}")
     if not os.path.isfile(os.path.join(FLAGS.workdir, "config.json")):  # checked before TensorFlow loads
         return _error(f"{FLAGS.workdir}: no config.json: not a training run directory")
     from emenet_tf import evaluation

@@ -28,7 +28,9 @@ def parse(argv: list[str]) -> flags.FlagValues:
     """The command line's values, on a FlagValues of their own (so ``main`` may run in-process)."""
     values = flags.FlagValues()
     flags.DEFINE_string("out", None, "Output folder (the Aff-Wild2 layout).", flag_values=values)
-    flags.DEFINE_integer("workers", 1, "Worker processes (the output does not depend on it).", flag_values=values)
+    flags.DEFINE_integer(
+        "workers", 1, "Worker processes (the output does not depend on it).", flag_values=values
+    )
     define_dataclass_flags(SyntheticConfig, flag_values=values)
     try:
         values([PROG, *argv])
@@ -55,5 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     for split, counts in summary["counts"].items():
         print(f"{split}: {counts}")
     print(f"bayes limits (validation): {json.dumps(summary['bayes_limits']['validation'], indent=1)}")
-    print(f"wrote {summary['out_dir']} in {summary['seconds']:.1f} s ({summary['frames_per_second']:.0f} frames/s)")
+    print(
+        f"wrote {summary['out_dir']} in {summary['seconds']:.1f} s ({summary['frames_per_second']:.0f} frames/s)"
+    )
     return summary

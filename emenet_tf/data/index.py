@@ -20,7 +20,8 @@ class FrameIndex:
     """Frames of one split, sorted by (video, frame).
 
     Attributes (N = number of frames):
-      data_dir: the Aff-Wild2 root the paths are relative to.
+      data_dir: the folder the paths are relative to (the dataset's, or what its reader wrote; "/"
+        for an index over several datasets, whose paths are then absolute without their first "/").
       split: "train" or "validation".
       paths: (N,) str, image path relative to ``data_dir`` ("cropped_aligned/<video>/00001.jpg"),
         with the image file's own name (``1.jpg``, ``00001.JPG`` where the folder has those).

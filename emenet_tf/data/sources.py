@@ -21,7 +21,8 @@ from emenet_tf.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 # reader name -> (module under emenet_tf.data, what PATH is). A reader module has
-# ``load_splits(path, work_dir, skip_bad_labels) -> {"train": FrameIndex, "validation": FrameIndex}``.
+# ``read(path, work_dir, skip_bad_labels) -> {"train": FrameIndex, "validation": FrameIndex}`` and may
+# have ``check_path(path)`` (a one-line error when PATH is not that dataset, before anything is written).
 READERS = {
     "synthetic": ("affwild2", "no path: the benchmark is generated into the run folder"),
     "affwild2": ("affwild2", "the folder holding cropped_aligned/ and annotations/"),

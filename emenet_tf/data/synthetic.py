@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import shutil
 import time
+import zipfile
 
 import cv2
 import numpy as np
@@ -177,6 +178,7 @@ def write_ood(out_dir: str, seed: int, count: int, size: int) -> int:
 
 # ---------------------------------------------------------------- reading the truth back
 
+META = "synthetic_meta.json"  # written last: its presence marks a finished benchmark
 _TRUTH_KEYS = ("video", "frame", "expr_probs", "au_probs", "va_mean", "va_std")
 
 
@@ -196,16 +198,32 @@ def load_truth(data_dir: str, split: str) -> dict | None:
     path = os.path.join(data_dir, "synthetic_truth", f"{_split_key(split)}.npz")
     if not os.path.isfile(path):
         return None
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in _TRUTH_KEYS if k not in z.files]
-        if missing:
-            raise DataError(f"truth file lacks arrays {missing}", path=path)
-        return {k: z[k] for k in _TRUTH_KEYS}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _TRUTH_KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"truth file lacks arrays {missing}", path=path)
+            return {k: z[k] for k in _TRUTH_KEYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"unreadable truth file ({' '.join(str(err).split())[:160]})", path=path) from None
+
+
+def is_complete(out_dir: str) -> bool:
+    """Whether ``out_dir`` holds a finished benchmark whose meta and truth files read back whole (a
+    damaged one is generated again: its output is a function of its settings)."""
+    try:
+        with open(os.path.join(out_dir, META)) as f:
+            json.load(f)
+        return all(load_truth(out_dir, split) is not None for split in SPLITS)
+    except (OSError, ValueError):
+        return False
 
 
 # ---------------------------------------------------------------- the whole benchmark
 
-_OURS = (ANNOTATION_DIR, IMAGE_DIR, "synthetic_truth", "ood", "synthetic_meta.json")
+_OURS = (ANNOTATION_DIR, IMAGE_DIR, "synthetic_truth", "ood", META)
 
 
 def check_out_dir(out_dir: str) -> None:
@@ -222,7 +240,7 @@ def check_out_dir(out_dir: str) -> None:
     if not os.path.isdir(parent):
         raise DataError("is a file: cannot create the output folder under it", path=parent)
     entries = set(os.listdir(out_dir)) if os.path.isdir(out_dir) else set()
-    if entries and not os.path.isfile(os.path.join(out_dir, "synthetic_meta.json")):
+    if entries and not os.path.isfile(os.path.join(out_dir, META)):
         raise DataError("not empty and not a synthetic benchmark; refusing to overwrite", path=out_dir)
     if entries - set(_OURS):
         foreign = sorted(entries - set(_OURS))
@@ -337,7 +355,7 @@ def generate(out_dir: str, config: SyntheticConfig | None = None, workers: int =
 
 def _write_meta(out_dir: str, summary: dict) -> None:
     """synthetic_meta.json: written last and whole (or not at all), it marks a finished benchmark."""
-    path = os.path.join(out_dir, "synthetic_meta.json")
+    path = os.path.join(out_dir, META)
     with atomic_path(path) as tmp, _writing(path), open(tmp, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
 

@@ -14,6 +14,12 @@ from emenet_tf.errors import ConfigError
 
 MAX_SEED = 2**31 - 1
 MIN_IMAGE_SIZE = 32  # the renderer's smallest face
+# Upper bounds, checked before anything is written: beyond them a value is a typo, not a benchmark
+# (64 x 150 frames of 112 px is ~300 MB of JPEGs; the bounds allow ~1000x that and no more).
+MAX_VIDEOS = 10_000
+MAX_FRAMES_PER_VIDEO = 100_000
+MAX_IMAGE_SIZE = 1024
+MAX_OOD_IMAGES = 100_000
 
 
 def _field(default, help: str):
@@ -51,20 +57,22 @@ class SyntheticConfig:
                 raise ConfigError(message)
 
     def _checks(self):
-        for name in ("train_videos", "val_videos", "frames_per_video"):
+        bounds = {
+            "train_videos": MAX_VIDEOS,
+            "val_videos": MAX_VIDEOS,
+            "frames_per_video": MAX_FRAMES_PER_VIDEO,
+        }
+        for name, high in bounds.items():
             value = getattr(self, name)
-            yield _is_int(value) and value >= 1, f"--synthetic_{name} must be >= 1, got {value}"
+            ok = _is_int(value) and 1 <= value <= high
+            yield ok, f"--synthetic_{name} must be in [1, {high}], got {value}"
         size = self.image_size
-        yield (
-            _is_int(size) and size >= MIN_IMAGE_SIZE,
-            (f"--synthetic_image_size must be >= {MIN_IMAGE_SIZE}, got {size}"),
-        )
-        for name in ("ood_images", "pairs"):
+        ok = _is_int(size) and MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE
+        yield ok, f"--synthetic_image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got {size}"
+        for name, high in (("ood_images", MAX_OOD_IMAGES), ("pairs", MAX_VIDEOS)):
             value = getattr(self, name)
-            yield (
-                value is None or (_is_int(value) and value >= 0),
-                (f"--synthetic_{name} must be >= 0, got {value}"),
-            )
+            ok = value is None or (_is_int(value) and 0 <= value <= high)
+            yield ok, f"--synthetic_{name} must be in [0, {high}], got {value}"
         yield (
             _is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
             (f"--synthetic_seed must be in [0, {MAX_SEED}], got {self.seed}"),

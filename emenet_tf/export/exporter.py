@@ -15,7 +15,9 @@ old models with a stale parity.json.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import tempfile
 
@@ -26,7 +28,7 @@ from emenet_tf import locks
 from emenet_tf.data import pipeline, sources
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.density import GaussianDensity
-from emenet_tf.errors import ConfigError, ExportError, RunError
+from emenet_tf.errors import ConfigError, ExportError, RunError, WriteError
 from emenet_tf.evaluation.inputs import default_ood_dir, ood_index
 from emenet_tf.export.convert import FLOAT_BACKBONE_MAX
 from emenet_tf.export.model import export_model, write_file
@@ -34,11 +36,12 @@ from emenet_tf.export.options import REPRESENTATIVE_FRAMES, VALIDATION_FRAMES
 from emenet_tf.export.parity import TARGETS
 from emenet_tf.export.qat import export_qat, qat_finetune
 from emenet_tf.export.stream import StreamModule, sequence_frames
-from emenet_tf.io import atomic_path
+from emenet_tf.io import atomic_path, read_json
 from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DENSITY, DIRICHLET, TEMPORARY_PREFIX, RunDir
 
+MARKER = ".emenet-export"  # in every export folder: the run it was exported from
 STREAM_SUFFIX = "_stream"  # a temporal run's models: student_stream_int8.tflite, ...
 PARITY_FILE = "parity.json"
 
@@ -86,9 +89,15 @@ def export_run(
         representative = load_frames(splits["train"], image_size, representative_frames)["image"]
         jobs = [(name, group, frames, representative, None) for name, group in _groups(members, "")]
     out_dir = os.path.abspath(out_dir or run.export_dir)
-    with locks.hold(run.export_lock_path, f"{run.root} (export)"), atomic_path(out_dir) as tmp:
+    check_out_dir(out_dir, run)
+    with (
+        locks.hold(run.export_lock_path, f"{run.root} (export)"),
+        _naming(out_dir),
+        atomic_path(out_dir) as tmp,
+    ):
         _remove_stale_temporaries(out_dir)
         os.makedirs(tmp)
+        write_file(os.path.join(tmp, MARKER), {"run": run.root})
         results = [
             export_model(group, name, tmp, frames, representative, module=module, **common)
             for name, group, frames, representative, module in jobs
@@ -103,10 +112,52 @@ def export_run(
         write_file(os.path.join(tmp, PARITY_FILE), summary)
     if summary["failures"] and not allow_degraded:
         raise ExportError(
-            f"refused to write models that miss their parity targets (see {os.path.join(out_dir, PARITY_FILE)}; "
-            "--allow_degraded writes them anyway): " + " | ".join(summary["failures"])
+            f"withheld the models that miss their parity targets (the others are in {out_dir}; figures in "
+            f"{PARITY_FILE}): " + " | ".join(summary["failures"]) + f"; to write them anyway: python -m "
+            f"emenet_tf.export --workdir {run.root} --allow_degraded"
         )
     return summary
+
+
+def check_out_dir(out_dir: str, run: RunDir) -> None:
+    """RunError unless ``out_dir`` is absent, empty, or an earlier export of this run: it holds MARKER
+    naming the run, or (written before the marker) is the run's own export folder holding only models,
+    their metadata and parity.json. The export replaces the folder whole: anything else would be lost."""
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise RunError(f"{out_dir}: exists and is not a folder; refusing to replace it with the export")
+    entries = set(os.listdir(out_dir))
+    if not entries:
+        return
+    marker = os.path.join(out_dir, MARKER)
+    if os.path.isfile(marker):
+        try:
+            owner = read_json(marker).get("run")
+        except (OSError, ValueError, AttributeError):
+            owner = None
+        if owner == run.root:
+            return
+        raise RunError(f"{out_dir}: holds the export of another run ({owner}); refusing to replace it")
+    models_only = all(e.endswith((".tflite", ".json")) for e in entries) and PARITY_FILE in entries
+    if out_dir == os.path.abspath(run.export_dir) and models_only:
+        return
+    raise RunError(
+        f"{out_dir}: not empty and not an export of this run; refusing to replace it (give --out a new or "
+        "empty folder)"
+    )
+
+
+@contextlib.contextmanager
+def _naming(out_dir: str):
+    """A failed write inside the export's temporary folder is reported against ``out_dir``, the folder
+    the user asked for (the temporary one is removed)."""
+    try:
+        yield
+    except WriteError as err:
+        parent = os.path.dirname(out_dir)
+        text = re.sub(re.escape(parent) + r"/" + re.escape(TEMPORARY_PREFIX) + r"[^/]*", out_dir, str(err))
+        raise WriteError(text) from None
 
 
 def export_dirichlet(run: RunDir, cfg, out_dir: str, frames: dict, representative, common: dict) -> dict:

@@ -7,9 +7,6 @@ pooled embedding the heads share. Layer names are stable (``stem_*``, ``block{i}
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 from emenet_tf._keras import keras
 from emenet_tf.models.blocks import (
     BN_EPSILON,
@@ -19,37 +16,10 @@ from emenet_tf.models.blocks import (
     inverted_res_block,
     make_divisible,
 )
+from emenet_tf.models.variants import BlockSpec
 
 # Name of the last backbone layer: its output is the embedding the heads share.
 EMBEDDING_LAYER = "embedding_bn"
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSpec:
-    """One row of the architecture table: ``repeats`` inverted residual blocks; the first one
-    has stride ``stride``, the rest stride 1. ``filters`` is scaled by the width multiplier."""
-
-    expansion: int
-    filters: int
-    repeats: int
-    stride: int
-    kernel: int = 3
-
-
-# MobileFaceNet (Chen et al. 2018) body, as EMENet's paper uses it at 112x112 (total stride 16).
-MOBILEFACENET_BLOCKS = (
-    BlockSpec(1, 64, 1, 1),
-    BlockSpec(2, 64, 5, 2),
-    BlockSpec(4, 128, 1, 2),
-    BlockSpec(2, 128, 6, 1),
-    BlockSpec(4, 128, 1, 2),
-    BlockSpec(2, 128, 2, 1),
-)
-
-
-def total_stride(blocks: tuple[BlockSpec, ...]) -> int:
-    """Downsampling factor from the image to the last feature map (the stem has stride 2)."""
-    return 2 * math.prod(b.stride for b in blocks)
 
 
 def backbone(

@@ -37,6 +37,7 @@ PER_INVOCATION = ("workdir", "member", "verbose", "strategy", "seed", "synthetic
 REPLICATE = "replicate.json"  # in rep<r>/: written when the replicate is trained and evaluated
 TIME_LEDGER = "replicate_time.json"  # in rep<r>/: every invocation's time on it (Stopwatch)
 DEFAULT_WORKDIR = "runs/study"
+MARKER = ".emenet-study"  # in every study folder
 
 
 def uses_benchmark(cfg: TrainConfig) -> bool:
@@ -78,9 +79,9 @@ def run_replicate(cfg: TrainConfig) -> dict:
 
     folder = RunDir(cfg.workdir)
     done_path = folder.path(REPLICATE)
-    if os.path.exists(done_path) and os.path.exists(folder.metrics_path):
+    info, metrics = _readable(done_path), _readable(folder.metrics_path)
+    if info is not None and metrics is not None:
         job.saved_config(cfg)  # skipped, yet refused if it was run with other settings
-        info = read_json(done_path)
         if info.get("generations") == cfg.generations:  # else: extended by generations, go on
             return info
     resumed = os.path.exists(folder.config_path)
@@ -104,6 +105,19 @@ def run_replicate(cfg: TrainConfig) -> dict:
     atomic_write_json(done_path, info)
     _free_memory()
     return info
+
+
+def _readable(path: str) -> dict | None:
+    """The JSON object at ``path``, or None when it is absent or unreadable (said in one warning: the
+    replicate is then finished again, which recomputes the file)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        value = read_json(path)
+    except (OSError, ValueError) as err:
+        logging.warning("%s is unreadable (%s): the replicate is finished again", path, err)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Stopwatch:
@@ -177,7 +191,17 @@ def _free_memory() -> None:
 
 
 def load_results(workdir: str, replicates: int) -> list[dict]:
-    return [read_json(RunDir(os.path.join(workdir, f"rep{r}")).metrics_path) for r in range(replicates)]
+    """Every replicate's metrics.json; RunError naming one that is missing or unreadable."""
+    out = []
+    for r in range(replicates):
+        path = RunDir(os.path.join(workdir, f"rep{r}")).metrics_path
+        result = _readable(path)
+        if result is None:
+            raise RunError(
+                f"{path}: missing or unreadable; run the study command again to finish replicate {r}"
+            )
+        out.append(result)
+    return out
 
 
 def study_config(base: TrainConfig) -> dict:
@@ -189,10 +213,29 @@ def study_config(base: TrainConfig) -> dict:
     return config
 
 
+def check_study_dir(workdir: str) -> None:
+    """ConfigError unless ``workdir`` is absent, empty or a study folder (its MARKER, or from before
+    the marker: rep<r>/ folders and claims files only): the study writes claims.json, claims.md and
+    claims.png there, which must never replace a user's files."""
+    if not os.path.exists(workdir):
+        return
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a study folder")
+    entries = set(os.listdir(workdir))
+    ours = {MARKER, "claims.json", "claims.md", "claims.png"}
+    if entries and MARKER not in entries and not all(e in ours or e.startswith("rep") for e in entries):
+        raise ConfigError(
+            f"--workdir {workdir} is not empty and not a study folder; give a new or empty folder"
+        )
+
+
 def run_study(base: TrainConfig, replicates: int, seed: int, workdir: str, command: str = "") -> dict:
     """Run (or resume) every replicate of the study in ``workdir``, then write the claims."""
     if replicates < 1:
         raise ConfigError(f"--replicates must be >= 1, got {replicates}")
+    check_study_dir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    atomic_write_json(os.path.join(workdir, MARKER), {"written_by": "emenet_tf.study"})
     start = time.time()
     walls, cpus = [], []
     for r in range(replicates):

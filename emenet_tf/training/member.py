@@ -63,7 +63,7 @@ def train_member(
     """
     run = RunDir(cfg.workdir)
     best_path = run.best_weights_path(generation, member)
-    if run.is_done(generation, member):
+    if run.is_done(generation, member) and run.reopen_if_damaged(generation, member):
         logging.info("gen %d member %s is done; skipping", generation, member)
         return best_path
     strategy = strategy or make_strategy(cfg.strategy)
