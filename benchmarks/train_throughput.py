@@ -4,11 +4,17 @@ Both arms run MultitaskTrainer.fit on the same model variant and batch size in o
 their ratio says whether the input pipeline (read, decode, resize, augment) is the bottleneck.
 Target: ours >= 0.9 x in-memory on this CPU.
 
-  python benchmarks/train_throughput.py [--model small] [--frames 2048] [--batch_size 64]
+  python benchmarks/train_throughput.py [--model small] [--frames 2048] [--batch_size 64] [--folder]
+
+--folder: the frames are read as a user's dataset is (``--data folder:labels.csv``: a flat folder of
+112 px face crops, JPEG, and a labels CSV, indexed by ``emenet_tf.data.readers.folder``), the way a
+prepared AffectNet-sized dataset feeds training; the files are generated (copies of the synthetic
+benchmark's frames under new names), so any --frames works.
 """
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +40,26 @@ def timed_fit(net, setup, dataset, steps, epochs):
     return time.perf_counter() - start
 
 
+def folder_index(source, frames: int, root: str):
+    """The train split of a folder dataset of ``frames`` JPEG files (``source``'s frames, copied round
+    robin under new names) with EXPR labels, read by the folder reader."""
+    from emenet_tf.data.readers import folder
+
+    os.makedirs(os.path.join(root, "faces"), exist_ok=True)
+    lines = ["path,expr,split"]
+    for i in range(frames):
+        row = i % len(source)
+        name = f"faces/{i:07d}.jpg"
+        shutil.copyfile(os.path.join(source.data_dir, source.paths[row]), os.path.join(root, name))
+        lines.append(f"{name},{int(source.expr[row])},{'validation' if i % 10 == 0 else 'train'}")
+    with open(os.path.join(root, "labels.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    index = folder.read(os.path.join(root, "labels.csv"), os.path.join(root, "work"))["train"]
+    print(f"folder reader: indexed {len(index)} files in {time.perf_counter() - start:.2f} s")
+    return index
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small")
@@ -41,6 +67,9 @@ def main():
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data_dir", default=None, help="existing Aff-Wild2 tree (default: generate)")
+    parser.add_argument(
+        "--folder", action="store_true", help="read the frames as a folder dataset (labels.csv)"
+    )
     args = parser.parse_args()
     size = VARIANTS[args.model].image_size
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +79,8 @@ def main():
             videos = max(2, args.frames // 150)
             synthetic.generate(data_dir, seed=0, train_videos=videos, val_videos=1, frames_per_video=150)
         index = affwild2.load_split(data_dir, "train")
+        if args.folder:
+            index = folder_index(index, args.frames, os.path.join(tmp, "folder"))
         index = index.subset(np.arange(min(len(index), args.frames)))
         steps = len(index) // args.batch_size
         weights = class_weights(index)
@@ -76,7 +107,8 @@ def main():
             seconds = timed_fit(net, setup, ds, steps, args.epochs)
             results[name] = steps * args.epochs * args.batch_size / seconds
     print(
-        f"model={args.model} image_size={size} batch={args.batch_size} frames={len(index)} cores={os.cpu_count()}"
+        f"model={args.model} image_size={size} batch={args.batch_size} frames={len(index)} cores={os.cpu_count()} "
+        f"source={'folder' if args.folder else 'affwild2'}"
     )
     for name, ips in results.items():
         print(f"{name:>10}: {ips:8.1f} images/s")

@@ -32,7 +32,7 @@ import numpy as np
 from edge.align import CROP_SIZE
 from edge.faces import FaceDetector
 from edge.images import IMAGE_EXTENSIONS, load_image, to_rgb_uint8
-from emenet_tf.data.readers.common import CROP_JPEG_QUALITY
+from emenet_tf.data.readers.crops import CROP_JPEG_QUALITY
 from emenet_tf.errors import DataError
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text
 

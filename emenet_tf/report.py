@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 from emenet_tf import claims as claims_lib
-from emenet_tf.claims import metric_value  # noqa: F401  (report.metric_value: older callers)
 from emenet_tf.labels import TASKS
 
 COLUMNS = {

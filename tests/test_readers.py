@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emenet_tf.data import sources
-from emenet_tf.data.readers import common, fer2013, ferplus, folder, labelmaps, rafdb
+from emenet_tf.data.readers import common, crops, fer2013, ferplus, folder, labelmaps, rafdb
 from emenet_tf.errors import DataError
 from emenet_tf.labels import AU_INDEX, AU_NAMES, EXPR_NAMES
 from tests import reader_fixtures as fx
@@ -530,21 +530,21 @@ def test_preparation_reuses_complete_keeps_partial_and_redoes_stale(tmp_path):
     source = fx.write_text(tmp_path / "labels.txt", "a\n")
     work = str(tmp_path / "w")
     image = np.zeros((4, 4, 3), np.uint8)
-    prep = common.Preparation(work, ".m.json", [source])
+    prep = crops.Preparation(work, ".m.json", [source])
     assert prep.needs("x.jpg") and not prep.complete
     prep.write("x.jpg", image)
     prep.fail("y.jpg", "no_face", "y")
     assert not any(n.startswith(".tmp") for n in os.listdir(work))  # written to a temporary name, renamed
-    partial = common.Preparation(work, ".m.json", [source])  # same source, not finished
+    partial = crops.Preparation(work, ".m.json", [source])  # same source, not finished
     assert not partial.needs("x.jpg") and partial.needs("y.jpg")
     partial.fail("y.jpg", "no_face", "y")
     partial.finish()
-    again = common.Preparation(work, ".m.json", [source])
+    again = crops.Preparation(work, ".m.json", [source])
     assert again.complete and not again.needs("x.jpg") and not again.needs("new.jpg")
     assert again.failure("y.jpg") == ("no_face", "y") and again.failure("x.jpg") is None
     st = os.stat(source)
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the source changed
-    stale = common.Preparation(work, ".m.json", [source])
+    stale = crops.Preparation(work, ".m.json", [source])
     assert not stale.complete and stale.needs("x.jpg") and stale.failure("y.jpg") is None
-    other = common.Preparation(work, ".m.json", [source], settings={"frame_step": 2})
+    other = crops.Preparation(work, ".m.json", [source], settings={"frame_step": 2})
     assert other.needs("x.jpg")

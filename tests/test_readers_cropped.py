@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emenet_tf.data.readers import afew_va, affectnet, common, disfa, expw
+from emenet_tf.data.readers import afew_va, affectnet, common, crops, disfa, expw
 from emenet_tf.errors import DataError
 from emenet_tf.labels import AU_INDEX
 from tests import reader_fixtures as fx
@@ -32,7 +32,7 @@ def raises_one_line(match, fn, *args, **kwargs) -> str:
 
 def crop_at(index, row: int) -> np.ndarray:
     image = cv2.imread(os.path.join(index.data_dir, index.paths[row]))
-    assert image is not None and image.shape == (common.CROP_SIZE, common.CROP_SIZE, 3)
+    assert image is not None and image.shape == (crops.CROP_SIZE, crops.CROP_SIZE, 3)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -229,7 +229,7 @@ def test_crop_cache_is_reused_then_redone_when_the_labels_change(tmp_path, monke
     first = expw.read(root, work)
     before = mtimes(work)
     assert len(before) == 4
-    monkeypatch.setattr(common, "read_rgb", lambda path: pytest.fail(f"read {path} again"))
+    monkeypatch.setattr(crops, "read_rgb", lambda path: pytest.fail(f"read {path} again"))
     second = expw.read(root, work)  # complete marker: no photograph opened, no crop written
     assert mtimes(work) == before
     assert second["train"].video.tolist() == first["train"].video.tolist()

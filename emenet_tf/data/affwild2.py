@@ -1,6 +1,6 @@
 """Reads an Aff-Wild2 (ABAW2) tree into a FrameIndex: one row per frame, a mask per task, clear errors.
 
-Layout (see docs/ARCHITECTURE.md and /work/shared/METHOD.md):
+Layout (see docs/ARCHITECTURE.md; the ABAW2 release of Aff-Wild2):
   <data_dir>/cropped_aligned/<video>/00001.jpg        five digits, 1-based; failed detections missing
   <data_dir>/annotations/{AU_Set,EXPR_Set,VA_Set}/{Train_Set,Validation_Set}/<video>.txt
 Line 1 of an annotation file is its header, line k+1 the label of frame k. A frame gets every label

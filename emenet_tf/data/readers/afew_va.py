@@ -31,7 +31,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.data.readers import common
+from emenet_tf.data.readers import common, crops
 from emenet_tf.errors import DataError
 
 NAME = "afew_va"
@@ -116,7 +116,7 @@ def _clip(path: str, clip: str, work_dir: str, skips, skip_bad_labels: bool) -> 
             seen[int(key)] = key
             frames.append(frame)
     has = common.existing(folder, [f"{key}.png" for key, *_ in frames])
-    prep = common.Preparation(work_dir, f"{clip}/.prepared.json", [json_path])
+    prep = crops.Preparation(work_dir, f"{clip}/.prepared.json", [json_path])
     rows = []
     for (key, valence, arousal, landmarks), present in zip(frames, has, strict=True):
         rel = f"{clip}/{key}.jpg"
@@ -157,14 +157,14 @@ def _frame(key: str, record, json_path: str):
     return key, values[0], values[1], landmarks
 
 
-def _crop(prep: common.Preparation, rel: str, source: str, landmarks: np.ndarray) -> None:
-    image = common.read_rgb(source)
+def _crop(prep: crops.Preparation, rel: str, source: str, landmarks: np.ndarray) -> None:
+    image = crops.read_rgb(source)
     if image is None:
         prep.fail(rel, "unreadable_image", source)
         return
     try:
-        frame = common.landmark_frame(landmarks)
+        frame = crops.landmark_frame(landmarks)
     except EdgeError:
         prep.fail(rel, "degenerate_landmarks", source)
         return
-    prep.write(rel, common.crop(image, frame))
+    prep.write(rel, crops.crop(image, frame))

@@ -35,9 +35,10 @@ import os
 
 import numpy as np
 
+from edge import align
 from edge.errors import EdgeError
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.data.readers import common, labelmaps
+from emenet_tf.data.readers import common, crops, labelmaps
 from emenet_tf.errors import DataError
 
 NAME = "affectnet"
@@ -252,7 +253,7 @@ def _csv_split(csv_path, images, work_dir, split, skips, skip_bad_labels) -> dic
     for i in np.flatnonzero(labels["keep"] & ~has_image):
         skips[split].add("no_image", 1, [f"{where[i]}: {table['path'][i]}"])
     todo = np.flatnonzero(labels["keep"] & has_image)
-    prep = common.Preparation(work_dir, f".prepared-{os.path.basename(csv_path)}.json", [csv_path])
+    prep = crops.Preparation(work_dir, f".prepared-{os.path.basename(csv_path)}.json", [csv_path])
     with open(csv_path, "rb") as f:
         for i in todo:
             if prep.needs(rel_out[i]):
@@ -299,7 +300,7 @@ def _npy_split(folder, work_dir, split, skips, skip_bad_labels) -> dict:
     for i in np.flatnonzero(labels["keep"] & ~has_image):
         skips[split].add("no_image", 1, [f"{sub}/{rel_in[i]}"])
     todo = np.flatnonzero(labels["keep"] & has_image)
-    prep = common.Preparation(work_dir, f".prepared-{sub}.json", [notes])
+    prep = crops.Preparation(work_dir, f".prepared-{sub}.json", [notes])
     for i in todo:
         if prep.needs(rel_out[i]):
             lnd = os.path.join(notes, f"{good[i]}_lnd.npy")
@@ -360,27 +361,27 @@ def _labels(expression: np.ndarray, va: np.ndarray, where: list, skips: common.S
     }
 
 
-def _crop(prep: common.Preparation, rel: str, source: str, landmarks, box) -> None:
+def _crop(prep: crops.Preparation, rel: str, source: str, landmarks, box) -> None:
     """Make the crop ``rel`` of image ``source``: from landmarks (a callable), else from ``box``
     (x, y, w, h; None: the whole image), recording the outcome in ``prep``."""
-    image = common.read_rgb(source)
+    image = crops.read_rgb(source)
     if image is None:
         prep.fail(rel, "unreadable_image", source)
         return
     points = landmarks()
     try:
-        frame = common.landmark_frame(points) if points is not None else None
+        frame = crops.landmark_frame(points) if points is not None else None
     except EdgeError:
         frame = None
     if frame is None:
         whole = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
         try:
-            frame = common.align.box_frame(whole if box is None else box)
+            frame = align.box_frame(whole if box is None else box)
         except EdgeError:
             prep.fail(rel, "no_face_box", source)
             return
         prep.fail(rel, "box_crop", source)  # recorded, yet the crop is made and kept
-    prep.write(rel, common.crop(image, frame))
+    prep.write(rel, crops.crop(image, frame))
 
 
 def _kept(todo: np.ndarray, rel_out: list, labels: dict, prep, skips: common.Skips, split: str) -> dict:

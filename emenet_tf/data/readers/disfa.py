@@ -34,7 +34,7 @@ import numpy as np
 
 from edge import align
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.data.readers import common, labelmaps
+from emenet_tf.data.readers import common, crops, labelmaps
 from emenet_tf.errors import DataError
 from emenet_tf.labels import NUM_AU
 
@@ -202,7 +202,7 @@ def _subject(subject: str, video: str, labels: dict, work_dir: str, skips, detec
     skips.add("frame_step", int((~sampled).sum()), (f"{subject} frame {k}" for k in frames[~sampled]))
     rel = np.array([f"{folder}/{k:05d}.jpg" for k in frames.tolist()], dtype=object)
     settings = {"frame_step": FRAME_STEP, "detector": DETECTOR}
-    prep = common.Preparation(work_dir, f"{folder}/.prepared.json", [video, *labels["files"]], settings)
+    prep = crops.Preparation(work_dir, f"{folder}/.prepared.json", [video, *labels["files"]], settings)
     wanted = {int(k): r for k, r, s in zip(frames, rel, sampled, strict=True) if s and prep.needs(r)}
     if wanted:
         _crop_video(video, wanted, prep, detector, subject)
@@ -223,7 +223,7 @@ def _subject(subject: str, video: str, labels: dict, work_dir: str, skips, detec
     }
 
 
-def _crop_video(video: str, wanted: dict, prep: common.Preparation, detector, subject: str) -> None:
+def _crop_video(video: str, wanted: dict, prep: crops.Preparation, detector, subject: str) -> None:
     """Read the video once, up to the last wanted frame; crop each wanted frame (1-based)."""
     capture = cv2.VideoCapture(video)
     try:
@@ -240,7 +240,7 @@ def _crop_video(video: str, wanted: dict, prep: common.Preparation, detector, su
                 if frame is None:
                     prep.fail(wanted[number], "no_face", f"{subject} frame {number}")
                 else:
-                    prep.write(wanted[number], common.crop(rgb, frame))
+                    prep.write(wanted[number], crops.crop(rgb, frame))
     finally:
         capture.release()
     for k, rel in wanted.items():

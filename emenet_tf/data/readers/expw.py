@@ -26,7 +26,7 @@ import numpy as np
 
 from edge import align
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.data.readers import common, labelmaps
+from emenet_tf.data.readers import common, crops, labelmaps
 from emenet_tf.errors import DataError
 
 NAME = "expw"
@@ -55,7 +55,7 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
     faces = _parse(labels_path, pending, skip_bad_labels)
     images = os.path.join(path, IMAGES)
     has = common.existing(images, [f["image"] for f in faces])
-    prep = common.Preparation(work_dir, ".prepared.json", [labels_path])
+    prep = crops.Preparation(work_dir, ".prepared.json", [labels_path])
     kept = []
     for face, present in zip(faces, has, strict=True):
         where = pending.of(face["image"])
@@ -137,10 +137,10 @@ def _face(fields: list, path: str, line: int):
     return {"image": image, "face_id": face_id, "box": box, "label": int(label), "line": line, "rel": rel}
 
 
-def _crop(prep: common.Preparation, face: dict, images: str) -> None:
+def _crop(prep: crops.Preparation, face: dict, images: str) -> None:
     source = os.path.join(images, face["image"])
-    image = common.read_rgb(source)
+    image = crops.read_rgb(source)
     if image is None:
         prep.fail(face["rel"], "unreadable_image", face["image"])
         return
-    prep.write(face["rel"], common.crop(image, align.box_frame(face["box"], margin=0.0)))
+    prep.write(face["rel"], crops.crop(image, align.box_frame(face["box"], margin=0.0)))

@@ -17,7 +17,7 @@ file, line and value; counted with skip_bad_labels). Pixels are checked for the 
 
 The pixels are written once, losslessly, as 48x48 greyscale PNGs under work_dir: ``<csv name>/
 <row>.png`` (row: 1-based data row, 5 digits); the pipeline converts grey to RGB itself. A marker
-(common.Preparation) records the CSV's size and mtime: a rerun on the same file reads the labels only.
+(crops.Preparation) records the CSV's size and mtime: a rerun on the same file reads the labels only.
 Each image is its own video ``<csv name>/<row>``, frame 1; ``data_dir`` is work_dir.
 """
 
@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.data.readers import common, labelmaps
+from emenet_tf.data.readers import common, crops, labelmaps
 from emenet_tf.errors import DataError
 
 NAME = "fer2013"
@@ -137,7 +137,7 @@ def pixels(text: str, csv_path: str, line: int) -> np.ndarray:
     return values.astype(np.uint8).reshape(SIDE, SIDE)
 
 
-def write_png(prep: common.Preparation, rel: str, text: str, csv_path: str, line: int) -> None:
+def write_png(prep: crops.Preparation, rel: str, text: str, csv_path: str, line: int) -> None:
     """Make ``rel`` from a pixel string unless the preparation has it; a bad string is recorded."""
     if prep.needs(rel):
         try:
@@ -148,7 +148,7 @@ def write_png(prep: common.Preparation, rel: str, text: str, csv_path: str, line
 
 def _read_file(csv_path: str, work_dir: str, skips: dict, skip_bad_labels: bool) -> list:
     folder = os.path.splitext(os.path.basename(csv_path))[0]
-    prep = common.Preparation(work_dir, f".prepared-{folder}.json", [csv_path])
+    prep = crops.Preparation(work_dir, f".prepared-{folder}.json", [csv_path])
     rows_iter = rows(csv_path)
     columns = next(rows_iter)
     is_test = os.path.basename(csv_path).lower() == "test.csv" and "usage" not in columns

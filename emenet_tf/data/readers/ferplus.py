@@ -30,7 +30,7 @@ import re
 import numpy as np
 
 from emenet_tf.data.index import FrameIndex
-from emenet_tf.data.readers import common, fer2013, labelmaps
+from emenet_tf.data.readers import common, crops, fer2013, labelmaps
 from emenet_tf.errors import DataError
 
 NAME = "ferplus"
@@ -77,7 +77,7 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
         common.bad_line(error, skips["train"], skip_bad_labels)
     keep = _select(table, skips)
     source = pixels_csv(path)
-    prep = common.Preparation(work_dir, ".prepared.json", [labels, source])
+    prep = crops.Preparation(work_dir, ".prepared.json", [labels, source])
     written = _write_pixels(source, table, keep, prep, skips, skip_bad_labels)
     rows = np.flatnonzero(keep & written)
     split = table["split"][rows]

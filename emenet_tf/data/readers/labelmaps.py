@@ -2,9 +2,9 @@
 
 Target EXPR order (emenet_tf.labels, Aff-Wild2): 0 Neutral, 1 Anger, 2 Disgust, 3 Fear, 4 Happiness,
 5 Sadness, 6 Surprise. A class entry is (source name, target): the target is the project's EXPR index,
-or, for a class outside the 7, the skip reason it is counted under (a string). Sources of the facts:
-/work/shared/METHOD.md, "Real datasets: formats and label maps"; tests/test_readers.py checks every
-entry against the class names.
+or, for a class outside the 7, the skip reason it is counted under (a string). The facts come from
+each dataset's own documentation (class orders as its files write them); tests/test_readers.py checks
+every entry against the class names.
 """
 
 from __future__ import annotations
