@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/blazeface_speed.py [--runs 50] [--warmup 5] [--threads 1]
 The frame is scikit-image's astronaut photo (public domain), scaled to 300 px, on a tiled grass texture.
-Times ``BlazeFace.detect`` (letterbox, LiteRT invoke, decoding, NMS), ``edge.faces.FaceDetector().detect``
+Times ``BlazeFace.detect`` (letterbox, LiteRT invoke, decoding, NMS), ``edge.faces.FaceDetector("haar").detect``
 (the Haar cascade with its default settings, on a copy at most 640 px a side) and one aligned crop
 (``edge.align``, 112 px), each the median of ``--runs`` calls after ``--warmup``, with OpenCV and LiteRT
 on ``--threads`` threads. Prints; asserts nothing. Needs scikit-image (requirements-dev.txt).
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
                 len(faces),
             )
         )
-    haar = FaceDetector()
+    haar = FaceDetector("haar")
     rows.append(
         (
             f"Haar ({haar.backend})",

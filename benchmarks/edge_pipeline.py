@@ -1,28 +1,35 @@
-"""Frames/s of the edge video path end to end, the share of each stage, and tracked boxes vs per-frame detection.
+"""Frames/s of the edge video path end to end, BlazeFace against the Haar fallback, and false tracks on texture.
 
-  python benchmarks/edge_pipeline.py --model EXPORT/student_int8.tflite [--frames 300] [--threads 1]
-      [--detect_every 1,10,30] [--keep VIDEO.avi]
+  python benchmarks/edge_pipeline.py [--model EXPORT/student_int8.tflite] [--frames 300] [--threads 1]
+      [--rounds 3] [--every_frame 60] [--keep DIR]
 
-Writes a 640x480 MJPG video (30 frames/s) of a rendered synthetic face (``emenet_tf.data.render``:
-its expression follows the benchmark's smooth AU track) that drifts and grows slowly over a
-textured background, then for each ``--detect_every`` K:
-1. runs ``python -m edge.predict --threads N --detect_every K VIDEO`` in a fresh process: the wall
-   time (start-up included) and the frames/s the CLI reports (its own loop, start-up excluded);
-2. times the same loop in this process stage by stage (decode, colour conversion, detection and
-   tracking, crop + model, result + JSON line) and prints each stage's share of the frame time;
-3. compares its boxes with per-frame detection (K = 1): the share of the faces per-frame detection
-   finds that the loop also finds (a box with IoU >= 0.7), and the boxes it gives in frames where
-   per-frame detection found no face (the rendered face is missed there by the detector; a
-   tracked face is followed through such frames).
-``cv2.setNumThreads`` and the interpreter get ``--threads``, as the CLI does.
+Writes two 640x480 MJPG clips (30 frames/s) of one rendered synthetic face (``emenet_tf.data.render``:
+its expression follows the benchmark's AU track) 170-210 px wide that drifts across the frame:
+``plain`` on a smooth background, ``texture`` on scikit-image's brick (top) and grass (bottom) photos
+tiled. Then, in each of ``--rounds`` rounds, BlazeFace and Haar back to back (interleaved, so that the
+load of a shared machine falls on both alike), ``python -m edge.predict --threads N --detector D``
+in a fresh process on:
+  every_frame  plain, ``--detect_every 1 --max_frames E`` (detection on every frame, E frames)
+  tracking     plain, ``--detect_every 30`` (the default: tracking between detections)
+  texture      texture, ``--detect_every 30``
+Per run: the CLI's own frames/s (its "(N frames/s)" line: start-up excluded) and, from its JSON
+lines, the tracks (``face`` ids), the frames whose face was found (a box centred in the placed
+face) and false boxes (centred outside it), and false tracks (tracks with no box on the face).
+Printed: each run, then the median over rounds with the BlazeFace / Haar ratio of each round.
+Last, the cost of each step on the plain clip's first frame (median of 30 calls): full detection,
+detection near the face, template matching, the aligned crop and the model.
+Without ``--model``: the tests' tiny int8 student (tests/edge_fixtures.py, 32 px; made with
+TensorFlow); a real student's model step costs ~0.05 ms more, nothing next to detection.
+Needs scikit-image (requirements-dev) for the texture.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,13 +41,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from edge.faces import FaceDetector, box_iou  # noqa: E402
-from edge.predict import FaceStates, FrameReader, _crop  # noqa: E402
-from edge.runtime import EmotionModel, result_to_json, to_rgb_uint8  # noqa: E402
-from edge.tracking import DETECT_EVERY, FaceTracker  # noqa: E402
+from edge.faces import Face, FaceDetector  # noqa: E402
+from edge.runtime import EmotionModel  # noqa: E402
+from edge.tracking import face_template, follow_template  # noqa: E402
 
 SIZE = (640, 480)
-STAGES = ("decode", "convert", "detect_track", "crop_model", "output")
+DETECTORS = ("blazeface", "haar")
 
 
 def rendered_faces(count: int, seed: int = 3) -> list:
@@ -53,17 +59,28 @@ def rendered_faces(count: int, seed: int = 3) -> list:
     return [img for _, img in render.video_frames(track, ident, rng, np.zeros(count, bool), 112)]
 
 
-def write_video(path: str, frames: int) -> list:
-    """The benchmark video; returns the face square placed in each frame (x, y, side)."""
-    rng = np.random.default_rng(0)
-    coarse = rng.integers(40, 200, (SIZE[1] // 32, SIZE[0] // 32, 3), dtype=np.uint8)
-    background = cv2.resize(coarse, SIZE, interpolation=cv2.INTER_CUBIC)
+def smooth_background() -> np.ndarray:
+    coarse = np.random.default_rng(0).integers(40, 200, (SIZE[1] // 32, SIZE[0] // 32, 3), dtype=np.uint8)
+    return cv2.resize(coarse, SIZE, interpolation=cv2.INTER_CUBIC)
+
+
+def texture_background() -> np.ndarray:
+    """scikit-image's brick photo tiled over the top half, its grass photo over the bottom half."""
+    from skimage import data
+
+    half = SIZE[1] // 2
+    brick = np.tile(data.brick(), (1, 2))[:half, : SIZE[0]]
+    grass = np.tile(data.grass(), (1, 2))[:half, : SIZE[0]]
+    return np.repeat(np.concatenate([brick, grass])[..., None], 3, axis=2).astype(np.uint8)
+
+
+def write_clip(path: str, background: np.ndarray, faces: list) -> list:
+    """An MJPG clip of the faces drifting over ``background``; returns each frame's face square (x, y, side)."""
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, SIZE)
     placed = []
-    for i, face in enumerate(rendered_faces(frames)):
-        side = int(170 + 40 * np.sin(i / 45.0))
-        x = int(220 + 150 * np.sin(i / 60.0))
-        y = int(130 + 50 * np.cos(i / 40.0))
+    for i, face in enumerate(faces):
+        side = int(190 + 20 * np.sin(i / 45.0))
+        x, y = int(220 + 180 * np.sin(i / 60.0)), int(130 + 60 * np.cos(i / 40.0))
         image = background.copy()
         image[y : y + side, x : x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
         writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -72,97 +89,140 @@ def write_video(path: str, frames: int) -> list:
     return placed
 
 
-def run_cli(model: str, video: str, threads: int, detect_every: int) -> dict:
-    """The CLI in a fresh process: wall seconds, its reported frames/s, result lines."""
+def run_cli(model: str, video: str, threads: int, detector: str, options: list) -> dict:
+    """The CLI in a fresh process: its frames/s and its JSON lines."""
     argv = [sys.executable, "-m", "edge.predict", "--model", model, "--threads", str(threads)]
-    argv += ["--detect_every", str(detect_every), video]
-    start = time.perf_counter()
+    argv += ["--detector", detector, *options, video]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
     found = re.search(r"\(([\d.]+) frames/s\)", proc.stderr)
+    if found is None:
+        raise RuntimeError(f"edge.predict gave no frames/s line: {proc.stderr[-2000:]}")
+    return {"fps": float(found.group(1)), "records": [json.loads(line) for line in proc.stdout.splitlines()]}
+
+
+def on_face(box, square) -> bool:
+    """The box's centre lies in the placed face square (x, y, side)."""
+    x, y, side = square
+    cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
+    return x <= cx <= x + side and y <= cy <= y + side
+
+
+def track_figures(records: list, placed: list) -> dict:
+    """Tracks, frames with the face found, false boxes and false tracks (never on the face)."""
+    hits = [on_face(r["box"], placed[r["frame"]]) for r in records]
+    tracks = {r["face"] for r in records}
+    true_tracks = {r["face"] for r, hit in zip(records, hits, strict=True) if hit}
+    found = {r["frame"] for r, hit in zip(records, hits, strict=True) if hit}
     return {
-        "seconds": seconds,
-        "fps": float(found.group(1)) if found else float("nan"),
-        "lines": len(proc.stdout.splitlines()),
-        "code": proc.returncode,
+        "tracks": len(tracks),
+        "found": len(found),
+        "false_boxes": hits.count(False),
+        "false_tracks": len(tracks - true_tracks),
     }
 
 
-def timed_loop(model: EmotionModel, video: str, detect_every: int) -> tuple[dict, list, tuple]:
-    """The CLI's video loop in this process with a timer per stage.
-
-    Returns ({stage: seconds}, the boxes of each frame, (full detections, detections near a box)).
-    """
-    tracker = FaceTracker(model.face_detector, detect_every, 0)
-    states = FaceStates(model, None)
-    seconds = dict.fromkeys(STAGES, 0.0)
-    boxes, sink = [], io.StringIO()
-    frames = iter(FrameReader(cv2.VideoCapture(video)))
-    while True:
-        t0 = time.perf_counter()
-        item = next(frames, None)
-        t1 = time.perf_counter()
-        if item is None:
-            break
-        rgb, _ = to_rgb_uint8(item[1])
-        t2 = time.perf_counter()
-        tracks = tracker.update(rgb)
-        t3 = time.perf_counter()
-        raws = [(t, states.outputs(t.id, _crop(rgb, t.box))) for t in tracks]
-        t4 = time.perf_counter()
-        for t, raw in raws:
-            sink.write(result_to_json(model.to_result(raw, t.box, video, item[0])) + "\n")
-        t5 = time.perf_counter()
-        for stage, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)), strict=True):
-            seconds[stage] += b - a
-        boxes.append([t.box for t in tracks])
-    return seconds, boxes, (tracker.full_detections, tracker.near_detections)
+def median_ms(call, runs: int = 30) -> float:
+    call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
 
 
-def agreement(boxes: list, reference: list, threshold: float = 0.7) -> tuple[float, int]:
-    """(share of the reference boxes matched by a box with IoU >= threshold, boxes in frames where
-    the reference has none)."""
-    found = [
-        max((box_iou(x, y) for x in b), default=0.0) >= threshold
-        for b, r in zip(boxes, reference, strict=True)
-        for y in r
-    ]
-    extra = sum(len(b) for b, r in zip(boxes, reference, strict=True) if not r)
-    return float(np.mean(found)) if found else float("nan"), extra
+def step_costs(model_path: str, frame_rgb: np.ndarray, square: tuple, threads: int) -> None:
+    """Per-call cost of each step on one frame, on the face the detector finds there (if it misses
+    it: the placed face square, as a box)."""
+    model = EmotionModel(model_path, num_threads=threads)
+    print("\nper call on the first plain frame, median of 30 (ms):")
+    for name in DETECTORS:
+        detector = FaceDetector(name, num_threads=threads)
+        found = detector.detect(frame_rgb)
+        face = found[0] if found else Face((square[0], square[1], square[2], square[2]))
+        template, crop = face_template(frame_rgb, face.box), face.crop(frame_rgb)
+        costs = {
+            "full detection": median_ms(lambda d=detector: d.detect(frame_rgb)),
+            "near the face": median_ms(lambda d=detector, f=face: d.detect_near(frame_rgb, f)),
+            "template matching": median_ms(lambda f=face, t=template: follow_template(frame_rgb, f, t)),
+            "aligned crop": median_ms(lambda f=face: f.crop(frame_rgb)),
+            "model": median_ms(lambda c=crop: model.run(c)),
+        }
+        missed = "" if found else " (it missed the face: the rest on the placed square)"
+        print(f"  {name:9s} " + "  ".join(f"{k} {v:.2f}" for k, v in costs.items()) + missed)
+
+
+def fixture_model(folder: str) -> str:
+    """The tests' tiny int8 student (uses TensorFlow, only here)."""
+    from tests.edge_fixtures import make_fixture_model
+
+    return make_fixture_model(folder, kind="single", quantize="int8")
+
+
+def measure(model: str, clips: dict, args) -> dict:
+    """{(case, detector): [one figures dict per round]}, BlazeFace and Haar interleaved in every round."""
+    cases = {
+        "every_frame": ("plain", ["--detect_every", "1", "--max_frames", str(args.every_frame)]),
+        "tracking": ("plain", ["--detect_every", "30"]),
+        "texture": ("texture", ["--detect_every", "30"]),
+    }
+    runs = {}
+    for round_ in range(args.rounds):
+        for case, (clip, options) in cases.items():
+            for detector in DETECTORS:
+                path, placed = clips[clip]
+                got = run_cli(model, path, args.threads, detector, options)
+                figures = {"fps": got["fps"], **track_figures(got["records"], placed)}
+                runs.setdefault((case, detector), []).append(figures)
+                print(
+                    f"round {round_} {case:11s} {detector:9s} "
+                    + " ".join(f"{k} {v}" for k, v in figures.items())
+                )
+    return runs
+
+
+def report(runs: dict) -> None:
+    print("\nmedian over rounds (min-max); ratio: BlazeFace / Haar frames/s of each round")
+    for case in ("every_frame", "tracking", "texture"):
+        for detector in DETECTORS:
+            rounds = runs[(case, detector)]
+            fps = [r["fps"] for r in rounds]
+            worst = {k: max(r[k] for r in rounds) for k in ("tracks", "false_boxes", "false_tracks")}
+            print(f"{case:11s} {detector:9s} {statistics.median(fps):7.1f} frames/s ({min(fps):.1f}-{max(fps):.1f})"
+                  f"  found {min(r['found'] for r in rounds)}+  most tracks {worst['tracks']}, false boxes "
+                  f"{worst['false_boxes']}, false tracks {worst['false_tracks']}")  # fmt: skip
+        ratios = [
+            b["fps"] / h["fps"] for b, h in zip(runs[(case, "blazeface")], runs[(case, "haar")], strict=True)
+        ]
+        print(
+            f"{case:11s} ratio     {statistics.median(ratios):.1f}x ({', '.join(f'{r:.1f}' for r in ratios)})"
+        )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="exported .tflite model (metadata beside it)")
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--model", default=None, help="exported .tflite model (default: the tests' tiny one)")
+    parser.add_argument("--frames", type=int, default=300, help="frames of each clip")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--detect_every", default=f"1,10,{DETECT_EVERY}", help="comma-separated K values (1: every frame)"
-    )
-    parser.add_argument("--keep", default=None, help="also save the video here")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--every_frame", type=int, default=60, help="frames of the detect-every-frame runs")
+    parser.add_argument("--keep", default=None, help="a folder to keep the clips in")
     args = parser.parse_args(argv)
-    every = sorted({int(k) for k in args.detect_every.split(",")} | {1})
     cv2.setNumThreads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        video = args.keep or os.path.join(folder, "faces_640x480.avi")
-        write_video(video, args.frames)
-        print(
-            f"video: {args.frames} frames {SIZE[0]}x{SIZE[1]} MJPG; model {args.model}; {args.threads} thread(s)"
-        )
-        model = EmotionModel(args.model, num_threads=args.threads, face_detector=FaceDetector())
-        print(f"{'K':>3s} {'CLI frames/s':>12s} {'CLI wall s':>10s} {'loop frames/s':>13s} "
-              + " ".join(f"{s:>12s}" for s in STAGES) + f" {'found':>6s} {'extra':>5s} {'full det.':>9s} {'near det.':>9s}")  # fmt: skip
-        reference = None
-        for k in every:
-            cli = run_cli(args.model, video, args.threads, k)
-            seconds, boxes, detections = timed_loop(model, video, k)
-            reference = boxes if k == 1 else reference
-            total = sum(seconds.values())
-            shares = " ".join(f"{100 * seconds[s] / total:11.1f}%" for s in STAGES)
-            print(
-                f"{k:3d} {cli['fps']:12.1f} {cli['seconds']:10.2f} {len(boxes) / total:13.1f} {shares} "
-                "{:6.3f} {:5d} {:9d} {:9d}".format(*agreement(boxes, reference), *detections)
-            )
+        out = args.keep or folder
+        os.makedirs(out, exist_ok=True)
+        model = args.model or fixture_model(folder)
+        faces = rendered_faces(args.frames)
+        clips = {}
+        for name, background in (("plain", smooth_background()), ("texture", texture_background())):
+            path = os.path.join(out, f"{name}_640x480.avi")
+            clips[name] = (path, write_clip(path, background, faces))
+        print(f"clips: {args.frames} frames 640x480 MJPG; model {model}; {args.threads} thread(s); "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        report(measure(model, clips, args))
+        first = cv2.cvtColor(cv2.VideoCapture(clips["plain"][0]).read()[1], cv2.COLOR_BGR2RGB)
+        step_costs(model, first, clips["plain"][1][0], args.threads)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def draw(image_bgr: np.ndarray, results: list) -> np.ndarray:
 def _label(image, text: str, corner, colour, thickness: int) -> None:
     scale = max(0.4, thickness * 0.45)
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
-    x, y = int(corner[0]), max(int(corner[1]), th + base + 2)
+    x = max(0, min(int(corner[0]), image.shape[1] - tw - 2))  # inside the picture, if it fits
+    y = max(int(corner[1]), th + base + 2)
     cv2.rectangle(image, (x, y - th - base - 2), (x + tw + 2, y), colour, -1)
     cv2.putText(image, text, (x + 1, y - base), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
@@ -104,6 +105,15 @@ class Drawing:
             if not self._writer.isOpened():
                 raise EdgeError(f"{self.path}: cannot write a {self._ext} video here")
         self._writer.write(picture)
+
+    def discard(self) -> None:
+        """Give up: nothing is written (a half-written video is removed)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._last = None
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
 
     def close(self) -> None:
         """Write the picture or finish the video, then move it into place."""

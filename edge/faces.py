@@ -8,8 +8,9 @@ Two detectors (``DETECTORS``):
   crop ``emenet_tf.prepare`` and the readers make of training photographs.
 - ``haar``: OpenCV's frontal-face Haar cascade (shipped in ``cv2.data.haarcascades`` by
   opencv-python(-headless) 4.x or Debian's ``opencv-data``): the fallback when BlazeFace cannot be
-  loaded (one warning line says so). No keypoints: its crop is the square around the box with a
-  margin, not aligned. It runs on a copy whose longer side is at most ``detect_size`` pixels.
+  loaded (one warning line says so). No keypoints: its box is the square around the cascade's
+  detection, HAAR_MARGIN wider on each side, and its crop is that square, not aligned. It runs on a
+  copy whose longer side is at most ``detect_size`` pixels.
 
 A ``Face`` is one detection: its box (the detector's, in image pixels), its score (BlazeFace's
 confidence; None for Haar), its keypoints (None for Haar) and ``frame``, the square the model's crop
@@ -31,7 +32,7 @@ from edge.errors import EdgeError
 
 DETECTORS = ("blazeface", "haar")
 HAAR_FILE = "haarcascade_frontalface_default.xml"
-HAAR_MARGIN = 0.1  # Haar's crop: the square around its box, this much wider on each side
+HAAR_MARGIN = 0.1  # Haar's box (and crop): the square around the cascade's box, this much wider each side
 # Longest side of the copy Haar detects on (0: full size). 640 px finds faces of at least min_size
 # (24 px) / 640 = 4% of the longer side.
 DETECT_SIZE = 640
@@ -62,11 +63,12 @@ class Face:
 
     @property
     def frame(self) -> FaceFrame:
-        """The square the model's crop is cut from: aligned on the keypoints, else around the box."""
+        """The square the model's crop is cut from: aligned on the keypoints, else the box's square
+        (Haar's box already holds its margin: another one would crop 1.44x the cascade's box)."""
         if self.keypoints is not None:
             right_eye, left_eye, _, mouth = self.keypoints[:4]
             return face_frame(right_eye, left_eye, mouth)
-        return box_frame(self.box, HAAR_MARGIN)
+        return box_frame(self.box)
 
     def crop(self, image_rgb: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
         """The face as the model sees it: the aligned crop, ``size`` pixels a side (uint8 RGB)."""
@@ -135,18 +137,6 @@ def box_iou(a, b) -> float:
     inter = ix * iy
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
-
-
-def default_detector() -> str:
-    """``blazeface`` when its model files and an interpreter are there, else ``haar``."""
-    from edge import blazeface
-
-    try:
-        blazeface.model_path("full")
-        blazeface.model_path("short")
-    except EdgeError:
-        return "haar"
-    return "blazeface"
 
 
 class FaceDetector:

@@ -25,6 +25,7 @@ class EmotionModel:
 
     def __init__(self, model_path, num_threads=None, face_detector=None):
         self.model_path = str(model_path)
+        self.num_threads = num_threads
         self._interpreter, self._runner = load_runner(self.model_path, num_threads)
         meta_file = metadata_path(self.model_path)
         self.metadata = load_metadata(meta_file)
@@ -46,16 +47,18 @@ class EmotionModel:
 
     @property
     def face_detector(self):
-        """The face detector used by ``predict`` (OpenCV's, built on first use unless one was given)."""
+        """The face detector used by ``predict``: ``edge.faces.FaceDetector()`` (BlazeFace, else Haar
+        with a DetectorFallbackWarning) on the model's threads, built on first use unless one was given."""
         if self._detector is None:
             from edge.faces import FaceDetector
 
-            self._detector = FaceDetector()
+            self._detector = FaceDetector(num_threads=self.num_threads)
         return self._detector
 
     @face_detector.setter
     def face_detector(self, detector):
-        """Any object with ``detect(image_rgb) -> [(x, y, w, h)]``."""
+        """Any object with ``detect(image_rgb) -> [edge.faces.Face]`` (``detect_near`` too, to be
+        followed between detections in a video)."""
         self._detector = detector
 
     def preprocess(self, face_rgb: np.ndarray) -> np.ndarray:
@@ -157,7 +160,9 @@ class EmotionModel:
             return
         result.ood = None if limit is None or result.ood_score is None else bool(result.ood_score > limit)
 
-    def predict_face(self, face, *, color: str, box=None, source=None, frame=None) -> FaceResult:
+    def predict_face(
+        self, face, *, color: str | None = None, box=None, source=None, frame=None
+    ) -> FaceResult:
         """The result for one already-cropped face (uint8, ``color`` "rgb" or "bgr"); box defaults to
         the whole crop."""
         face = as_rgb(face, color)
@@ -177,12 +182,14 @@ class EmotionModel:
             for face in self.face_detector.detect(image_rgb)
         ]
 
-    def predict(self, image, *, color: str, detect_faces: bool = True, source=None, frame=None) -> list:
+    def predict(
+        self, image, *, color: str | None = None, detect_faces: bool = True, source=None, frame=None
+    ) -> list:
         """One ``FaceResult`` per face in a uint8 image ([] if none; the whole image when not detecting).
 
         color: "bgr" for what OpenCV gives (``cv2.imread``, ``cv2.VideoCapture``), "rgb" for PIL,
-        imageio or ``edge.images.load_image``: there is no default, because the wrong one changes
-        the answer without any error.
+        imageio or ``edge.images.load_image``: there is no default (None is an EdgeError), because the
+        wrong one changes the answer without any error.
         """
         items = self.predict_raw(as_rgb(image, color), detect_faces)
         return [self.to_result(raw, box, source, frame, face) for face, box, raw in items]
@@ -210,6 +217,10 @@ class EmotionModel:
 
 def as_rgb(image, color: str) -> np.ndarray:
     """A uint8 (H, W, 3) image as RGB, from ``color`` "rgb" or "bgr"; EdgeError for anything else."""
+    if color is None:
+        raise EdgeError(
+            "color is required: 'bgr' for OpenCV's images (cv2.imread, cv2.VideoCapture), 'rgb' else"
+        )
     if color not in COLORS:
         raise EdgeError(f"color must be 'bgr' (OpenCV: cv2.imread, cv2.VideoCapture) or 'rgb', got {color!r}")
     _check_face(image)

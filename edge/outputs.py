@@ -3,7 +3,16 @@
 import csv
 import os
 
-from edge.draw import Drawing
+from edge.draw import VIDEO_CODECS, Drawing
+from edge.images import IMAGE_EXTENSIONS
+
+
+def draw_file(path: str) -> str | None:
+    """What a --draw path names by its extension: "video" (.avi, .mp4), "image" (an image
+    extension) or None (a folder: one picture per input). ``edge.predict`` allows a file only for
+    one input."""
+    ext = os.path.splitext(path)[1].lower()
+    return "video" if ext in VIDEO_CODECS else "image" if ext in IMAGE_EXTENSIONS else None
 
 
 class Outputs:
@@ -13,8 +22,7 @@ class Outputs:
     def __init__(self, args):
         self.csv_path, self.draw_path = args.csv, args.draw
         self._csv_file = self._writer = None
-        single = len(args.inputs) == 1 and args.camera is None and not os.path.isdir(args.inputs[0])
-        self.draw_folder = self.draw_path is not None and not (single and os.path.splitext(self.draw_path)[1])
+        self.draw_folder = self.draw_path is not None and draw_file(self.draw_path) is None
         if self.draw_folder:
             os.makedirs(self.draw_path, exist_ok=True)
 

@@ -18,9 +18,9 @@ import warnings
 
 import cv2
 
-from edge.draw import VIDEO_CODECS
-from edge.faces import DETECT_SIZE, DETECTORS, DetectorFallbackWarning, FaceDetector, default_detector
+from edge.faces import DETECT_SIZE, DETECTORS, FaceDetector
 from edge.images import IMAGE_EXTENSIONS
+from edge.outputs import draw_file
 from edge.runner import VIDEO_EXTENSIONS, Runner, one_line, say  # noqa: F401  (VIDEO_EXTENSIONS: edge.predict's)
 from edge.runtime import EdgeError, EmotionModel, FallbackRuntimeWarning
 from edge.tracking import DETECT_EVERY
@@ -31,12 +31,15 @@ RETIRED = {
 
 
 def _bounded_int(low: int):
+    """An argparse type: an integer >= low (argparse names it in its error: "invalid int value")."""
+
     def parse(text: str) -> int:
         value = int(text)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
         return value
 
+    parse.__name__ = "int"
     return parse
 
 
@@ -61,8 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--camera", type=_bounded_int(0), default=None, metavar="N", help="also read camera number N (>= 0)"
     )
-    p.add_argument("--detector", choices=DETECTORS, default=None,
-                   help="face detector (default: blazeface, vendored; haar if its model cannot be loaded)")  # fmt: skip
+    p.add_argument("--detector", choices=DETECTORS, default="blazeface",
+                   help="face detector (default: blazeface, vendored; haar, with a warning, if it cannot be loaded)")  # fmt: skip
     p.add_argument("--no_face_detection", action="store_true", help="use the whole image as the face")
     p.add_argument("--draw", default=None, metavar="PATH",
                    help="write pictures of the results: an image or video file for one input, else a folder")  # fmt: skip
@@ -90,14 +93,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.inputs and args.camera is None:
         p.error("give at least one INPUT or --camera N")
-    if (
-        args.draw is not None
-        and os.path.splitext(args.draw)[1].lower() in VIDEO_CODECS
-        and args.camera is None
-    ):
-        if any(os.path.splitext(i)[1].lower() in IMAGE_EXTENSIONS for i in args.inputs):
-            p.error(f"--draw {args.draw} is a video file: give an image file or a folder for images")
+    if args.draw is not None:
+        _check_draw(p, args)
     return args
+
+
+def _check_draw(p: argparse.ArgumentParser, args) -> None:
+    """--draw names one file (edge.outputs.draw_file) only for one image, video or camera; a video
+    file only for a video or camera."""
+    kind = draw_file(args.draw)
+    if kind is None:
+        return
+    sources = len(args.inputs) + (args.camera is not None)
+    if sources > 1 or (args.inputs and os.path.isdir(args.inputs[0])):
+        p.error(f"--draw {args.draw} names one file: give a folder for several inputs or a folder of images")
+    image_input = bool(args.inputs) and os.path.splitext(args.inputs[0])[1].lower() in IMAGE_EXTENSIONS
+    if kind == "video" and image_input:
+        p.error(f"--draw {args.draw} is a video file: give an image file or a folder for images")
 
 
 def _quiet_opencv():
@@ -110,14 +122,15 @@ def _quiet_opencv():
 
 
 def _noted(build):
-    """``build()``, its warnings one line each (the runtime's or the detector's fallback: a note)."""
+    """``build()``, its warnings one line each: the slower runtime a note (same answers, only
+    slower), anything else, the Haar fallback included (other crops, so other answers), a warning."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        made = build()
-    for w in caught:
-        fallback = issubclass(w.category, (FallbackRuntimeWarning, DetectorFallbackWarning))
-        say("note" if fallback else "warning", str(w.message))
-    return made
+        try:
+            return build()
+        finally:  # said before the error, if build() fails after warning
+            for w in caught:
+                say("note" if issubclass(w.category, FallbackRuntimeWarning) else "warning", str(w.message))
 
 
 def load_model(path: str, threads) -> EmotionModel:
@@ -136,10 +149,9 @@ def main(argv=None) -> int:
         say("error", f"cannot load model: {one_line(e, args.model)}")
         return 1
     if not args.no_face_detection:
-        detector = args.detector or default_detector()
         try:
             model.face_detector = _noted(
-                lambda: FaceDetector(detector, detect_size=args.detect_size, num_threads=args.threads)
+                lambda: FaceDetector(args.detector, detect_size=args.detect_size, num_threads=args.threads)
             )
         except EdgeError as e:
             say("error", one_line(e, "face detection"))

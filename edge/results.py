@@ -63,7 +63,8 @@ class FaceResult:
         for name in ("expression", "au", "valence", "arousal", "va_entropy"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
-        out["uncertain"] = self.uncertain
+        if self.expression is not None:  # the expression entropy's flag: no expression, no flag
+            out["uncertain"] = self.uncertain
         if self.has_ood:
             out["ood_score"], out["ood"] = self.ood_score, self.ood
         return out
@@ -78,7 +79,7 @@ class FaceResult:
             label, prob = self.top_emotion()
             row.update(expression=label, expression_prob=prob, expression_entropy=self.expression["entropy"])
             row.update({f"p_{name}": p for name, p in self.expression["probs"].items()})
-        row["uncertain"] = self.uncertain
+            row["uncertain"] = self.uncertain
         if self.has_ood:
             row.update(ood_score=self.ood_score, ood=self.ood)
         if self.valence is not None:

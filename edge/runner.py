@@ -171,9 +171,10 @@ class Runner:
                     stopped = True
                     break
                 if index % self.args.every == 0:
-                    self._run_frame(frame, source, index, video, summary, drawing)
+                    results = self._run_frame(frame, source, index, video, summary)
+                    drawing = self._draw_frame(drawing, frame, results, source)
                     done += 1
-                    progress.update(done, reader.position)
+                    progress.update(done, index + 1)
         except KeyboardInterrupt:
             stopped = True
             say("note", f"{source}: interrupted")
@@ -202,6 +203,18 @@ class Runner:
             )
         print(json.dumps(line), flush=True)
 
+    def _draw_frame(self, drawing, frame, results: list, source: str):
+        """Draw a processed frame into the --draw video; the drawing, or None once it failed (said once)."""
+        if drawing is None:
+            return None
+        try:
+            drawing.add(frame, results)
+        except EdgeError as e:
+            self._fail(source, e)
+            drawing.discard()
+            return None
+        return drawing
+
     def _finish_drawing(self, drawing, source: str) -> None:
         if drawing is None:
             return
@@ -210,7 +223,8 @@ class Runner:
         except EdgeError as e:
             self._fail(source, e)
 
-    def _run_frame(self, frame, source: str, index: int, video: tuple, summary, drawing) -> None:
+    def _run_frame(self, frame, source: str, index: int, video: tuple, summary) -> list:
+        """One processed frame: its faces tracked and run, its lines printed; its FaceResults."""
         tracker, states = video
         try:
             rgb, _ = to_rgb_uint8(frame)
@@ -220,18 +234,15 @@ class Runner:
                      for t in tracks]  # fmt: skip
         except _INPUT_ERRORS as e:
             self._fail(f"{source} frame {index}", e)
-            return
+            return []
         finally:
             states.end(tracker.ended if tracker else ())
-        results = []
         if not items:
             self.counts.no_face += 1
             say("warning", f"{source} frame {index}: no face found")
-        else:
-            self.counts.processed += 1
-            results = self._emit(items, source, index, summary)
-        if drawing is not None:
-            drawing.add(frame, results)
+            return []
+        self.counts.processed += 1
+        return self._emit(items, source, index, summary)
 
     @staticmethod
     def _face(track):

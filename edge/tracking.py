@@ -2,9 +2,9 @@
 by template matching and re-found by the detector near its last box every few frames.
 
 The video path is detection-bound. On the benchmark clip (``benchmarks/edge_pipeline.py``: 640x480,
-one thread) a full detection costs ~7 ms with BlazeFace (~100 ms with the Haar fallback), a
+one thread) a full detection costs ~7 ms with BlazeFace (~120 ms with the Haar fallback), a
 detection near the last face (``FaceDetector.detect_near``: BlazeFace's short-range model on the
-region) ~2 ms, template matching ~0.2 ms, the int8 model ~0.05 ms. ``FaceTracker`` therefore runs
+region) ~2 ms, template matching ~0.1 ms, the aligned crop ~0.1 ms, the int8 model ~0.05-0.1 ms. ``FaceTracker`` therefore runs
 the detector on the whole frame only on the first frame, every ``detect_every`` frames (to find
 new faces), and on the frame after a face was lost. On the frames in between, each face is followed
 two ways, the cheaper first:
@@ -42,6 +42,7 @@ REFINE_EVERY = 5  # frames between detections near the last box while template m
 TEMPLATE_PX = 32  # side of the template (and of the face in the search region) in pixels
 SEARCH = 0.5  # the search region extends this many box sides beyond the last box on each side
 MIN_MATCH = 0.6  # normalised cross-correlation below this: template matching lost the face
+MIN_TEMPLATE_STD = 2.0  # grey levels: a flatter template matches any flat region (no template)
 MIN_IOU = 0.3  # a detection continues the track it overlaps at least this much
 _DUPLICATE_IOU = 0.5  # two tracks that found boxes overlapping this much follow one face
 
@@ -72,13 +73,15 @@ class Track:
 
 
 def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
-    """The grey patch of ``box`` shrunk to TEMPLATE_PX a side, or None if the box is empty."""
+    """The grey patch of ``box`` shrunk to TEMPLATE_PX a side, or None if the box is empty or flat
+    (OpenCV's normalised cross-correlation of a flat template is 1 everywhere: it would follow anything)."""
     x, y, w, h = (int(v) for v in box)
     patch = image_rgb[max(0, y) : y + h, max(0, x) : x + w]
     if patch.shape[0] < 2 or patch.shape[1] < 2:
         return None
     grey = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(grey, (TEMPLATE_PX, TEMPLATE_PX), interpolation=cv2.INTER_AREA)
+    template = cv2.resize(grey, (TEMPLATE_PX, TEMPLATE_PX), interpolation=cv2.INTER_AREA)
+    return template if template.std() >= MIN_TEMPLATE_STD else None
 
 
 def follow_template(image_rgb: np.ndarray, face: Face, template: np.ndarray) -> Face | None:

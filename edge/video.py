@@ -99,15 +99,20 @@ class FaceStates:
 
 
 class Progress:
-    """The progress line of a long video on stderr: frames done of the announced total, frames/s."""
+    """The progress line of a long video on stderr: frames read of the announced total, frames/s
+    processed. ``every``: seconds between lines (the class attribute is the CLI's default)."""
 
-    def __init__(self, source: str, total=None, every: float = 2.0, stream=None):
-        self.source, self.total, self.every = source, total, every
+    every = 2.0
+
+    def __init__(self, source: str, total=None, every: float | None = None, stream=None):
+        self.source, self.total = source, total
+        self.every = type(self).every if every is None else every
         self.stream = stream if stream is not None else sys.stderr
         self.start = self._last = time.perf_counter()
 
     def update(self, done: int, position: int) -> None:
-        """Say where the run is, at most once per ``every`` seconds (``position``: frames read)."""
+        """Say where the run is, at most once per ``every`` seconds (``done``: frames processed,
+        ``position``: frames read)."""
         now = time.perf_counter()
         if now - self._last < self.every:
             return

@@ -66,6 +66,9 @@ def make_stream_fixture(
     from emenet_tf.models.temporal import build_temporal_emenet
 
     out_dir = str(out_dir)
+    path = os.path.join(out_dir, f"stream_{quantize}_{image_size}.tflite")
+    if _made(path):
+        return path
     net = set_fixed_weights(build_temporal_emenet("tiny", image_size=image_size, seed=seed), seed)
     module = StreamModule([net], image_size, max_gap, reset_every=0)  # the tests step the state themselves
     images = representative_images(image_size, seed)
@@ -78,10 +81,47 @@ def make_stream_fixture(
     thresholds = calibrate_thresholds(run_tflite(content, images, starts=starts), no_labels, no_labels)
     if quantize == "int8":
         content = convert(saved_dir, "float_post", module.representative({"image": images, "start": starts}))
-    path = os.path.join(out_dir, f"stream_{quantize}_{image_size}.tflite")
+    meta = metadata(module.kind, 1, input_spec(content, image_size), thresholds, module.state)
+    return _write(path, content, meta)
+
+
+def make_dirichlet_fixture(out_dir, quantize: str = "int8", image_size: int = 32, seed: int = 0):
+    """A Dirichlet student (``kind`` dirichlet: an ensemble's outputs plus ``ood_score``) written by the
+    exporter's path: a fixed-weight tiny EMENet built with ``dirichlet=True`` and a feature density
+    fitted on the representative images (three made-up classes);
+    ``<out_dir>/dirichlet_<quantize>_<size>.tflite`` and its metadata; returns its path."""
+    from emenet_tf._keras import keras
+    from emenet_tf.density import GaussianDensity, feature_tensor
+
+    out_dir = str(out_dir)
+    path = os.path.join(out_dir, f"dirichlet_{quantize}_{image_size}.tflite")
+    if _made(path):
+        return path
+    net = set_fixed_weights(build_emenet("tiny", image_size=image_size, seed=seed, dirichlet=True), seed)
+    images = representative_images(image_size, seed)
+    features = keras.Model(net.input, feature_tensor(net))(images).numpy()
+    density = GaussianDensity.fit(features, np.arange(len(images)) % 3)
+    module = ExportModule([net], image_size, density)
+    saved_dir = os.path.join(out_dir, "saved", f"dirichlet_{image_size}_{seed}")
+    module.save(saved_dir)
+    content = convert(saved_dir)
+    no_labels = np.zeros(len(images))
+    thresholds = calibrate_thresholds(run_tflite(content, images), no_labels, no_labels)
+    if quantize == "int8":
+        content = convert(saved_dir, "float_post", images)
+    meta = metadata(module.kind, 1, input_spec(content, image_size), thresholds)
+    return _write(path, content, meta)
+
+
+def _made(path: str) -> bool:
+    """The model and its metadata are already there (made earlier in the same folder)."""
+    return os.path.isfile(path) and os.path.isfile(path[: -len(".tflite")] + ".json")
+
+
+def _write(path: str, content: bytes, meta: dict) -> str:
+    """Write a .tflite file and its metadata JSON beside it; return the model's path."""
     with open(path, "wb") as f:
         f.write(content)
-    meta = metadata(module.kind, 1, input_spec(content, image_size), thresholds, module.state)
     with open(path[: -len(".tflite")] + ".json", "w") as f:
         json.dump(meta, f, indent=2)
     return path
@@ -118,6 +158,14 @@ def _network(out_dir: str, kind: str, image_size: int, seed: int) -> tuple:
         return module, saved_dir, f.read()
 
 
+def shared_dir(tmp_path_factory):
+    """The session's one folder of fixture models: every edge test module that asks for a model from
+    it gets the file another module already made (``make_fixture_model`` makes each file once)."""
+    folder = tmp_path_factory.getbasetemp() / "edge_models"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def make_fixture_model(
     out_dir,
     kind: str = "single",
@@ -132,12 +180,17 @@ def make_fixture_model(
     ``quantized_outputs=True`` (int8 only): the exporter's ``quantize="full"`` model (every op int8)
     with uint8 output tensors, which the contract allows, to test dequantisation.
     The thresholds are calibrated on the float network's outputs on the representative images.
+    A model already in ``out_dir`` (same name) is returned as it is.
     """
     if kind not in KINDS or quantize not in QUANTIZE:
         raise ValueError(f"kind must be single|ensemble and quantize float|int8, got {kind!r}, {quantize!r}")
     if quantized_outputs and quantize != "int8":
         raise ValueError("quantized_outputs needs quantize='int8'")
     out_dir = str(out_dir)
+    suffix = "_qout" if quantized_outputs else ""
+    path = os.path.join(out_dir, f"{kind}_{quantize}_{image_size}{suffix}.tflite")
+    if _made(path):  # made earlier in this folder (``shared_dir``: by another test module)
+        return path
     module, saved_dir, content = _network(out_dir, kind, image_size, seed)
     representative = representative_images(image_size, seed)
     no_labels = np.zeros(len(representative))  # masks 0: the thresholds' "target" text says n/a
@@ -146,14 +199,8 @@ def make_fixture_model(
         content = convert(saved_dir, "full", representative, output_type=tf.uint8)
     elif quantize == "int8":
         content = convert(saved_dir, "float_post", representative)
-    suffix = "_qout" if quantized_outputs else ""
-    path = os.path.join(out_dir, f"{kind}_{quantize}_{image_size}{suffix}.tflite")
-    with open(path, "wb") as f:
-        f.write(content)
     meta = metadata(module.kind, len(module.members), input_spec(content, image_size), thresholds)
-    with open(path[: -len(".tflite")] + ".json", "w") as f:
-        json.dump(meta, f, indent=2)
-    return path
+    return _write(path, content, meta)
 
 
 def draw_face(size: int = 96) -> np.ndarray:
@@ -194,38 +241,59 @@ def golden_images() -> dict:
     }
 
 
-def write_golden_images(folder) -> str:
-    """Write ``golden_images()`` as PNG files into ``folder``; return the folder."""
+def write_golden_images(folder, images: dict | None = None) -> str:
+    """Write ``images`` (default ``golden_images()``) as PNG files into ``folder``; return the folder."""
     import cv2
 
     os.makedirs(folder, exist_ok=True)
-    for name, rgb in golden_images().items():
+    for name, rgb in (golden_images() if images is None else images).items():
         cv2.imwrite(os.path.join(str(folder), name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return str(folder)
 
 
-def golden_cli_lines(models: dict, image_dir) -> list:
-    """Run ``edge.predict`` (--no_face_detection) over the golden images with each model.
+def astronaut(side: int = 256) -> np.ndarray:
+    """scikit-image's astronaut photo (Eileen Collins, NASA: public domain) shrunk to side x side with
+    INTER_AREA: RGB uint8. Needs scikit-image (a test calls ``pytest.importorskip("skimage")`` first)."""
+    import cv2
+    from skimage import data
+
+    return cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def golden_detection_images() -> dict:
+    """The golden images run with face detection (BlazeFace), by file name: one real face."""
+    return {"g5_astronaut.png": astronaut(256)}
+
+
+def golden_cli_lines(models: dict, image_dir, detection_dir=None) -> list:
+    """Run ``edge.predict`` over the golden images with each model: ``image_dir`` (if given) with
+    --no_face_detection, ``detection_dir`` (if given) with BlazeFace.
 
     Returns the parsed JSON lines with ``source`` cut to the file name and a ``model`` key added.
     """
+    lines = []
+    for name, path in sorted(models.items()):
+        runs = [["--no_face_detection", str(image_dir)]] if image_dir is not None else []
+        runs += [["--detector", "blazeface", str(detection_dir)]] if detection_dir is not None else []
+        for args in runs:
+            lines += [{"model": name, **record} for record in _cli_records(["--model", str(path), *args])]
+    return lines
+
+
+def _cli_records(argv: list) -> list:
+    """``edge.predict.main(argv)``'s JSON lines, ``source`` cut to the file name (RuntimeError if it fails)."""
     import contextlib
     import io
 
     from edge import predict
 
-    lines = []
-    for name, path in sorted(models.items()):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = predict.main(["--model", str(path), "--no_face_detection", str(image_dir)])
-        if code != 0:
-            raise RuntimeError(f"edge.predict exited {code} on {path}")
-        for line in out.getvalue().splitlines():
-            record = json.loads(line)
-            record["source"] = os.path.basename(record["source"])
-            lines.append({"model": name, **record})
-    return lines
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = predict.main(argv)
+    if code != 0:
+        raise RuntimeError(f"edge.predict exited {code}: {argv}")
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    return [{**r, "source": os.path.basename(r["source"])} for r in records]
 
 
 def rendered_face(folder) -> np.ndarray:

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge import images, runtime
+from edge import images, interpreter, runtime
 from edge import predict as cli
 from edge.contract import ENSEMBLE_EXTRA_OUTPUTS
-from edge.faces import FaceDetector, box_iou, haar_cascade_path, scale_box
+from edge.faces import Face, FaceDetector, box_iou, haar_cascade_path, scale_box
 from edge.images import IMAGE_EXTENSIONS, ImageHeader, load_image, read_header
 from edge.runtime import EdgeError, EmotionModel
-from tests.edge_fixtures import golden_images, make_fixture_model
+from edge.video import FrameReader
+from tests.edge_fixtures import golden_images, make_fixture_model, shared_dir
 from tests.test_edge import copy_model, edit_metadata, run_cli, write_bgr, write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier"
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Fixture models (S = 32) for these tests: name -> .tflite path."""
-    out = tmp_path_factory.mktemp("fault_models")
+    out = shared_dir(tmp_path_factory)
     return {
         "single_float": make_fixture_model(out, kind="single", quantize="float"),
         "single_int8": make_fixture_model(out, kind="single", quantize="int8"),
@@ -41,7 +42,8 @@ def models(tmp_path_factory):
 
 
 class FixedBoxes:
-    """A face detector stand-in: the same boxes for every image; records the image sizes it saw."""
+    """A face detector stand-in: the same boxes (as box-only Faces) for every image; records the image
+    sizes it saw."""
 
     def __init__(self, boxes, fail_first_with=None):
         self.boxes = list(boxes)
@@ -52,12 +54,12 @@ class FixedBoxes:
         self.sizes.append(image_rgb.shape[:2])
         if self.fail_first_with is not None and len(self.sizes) == 1:
             raise self.fail_first_with
-        return list(self.boxes)
+        return [Face(tuple(b)) for b in self.boxes]
 
 
 def use_detector(monkeypatch, detector):
-    """Make the CLI use ``detector`` instead of OpenCV's."""
-    monkeypatch.setattr(cli, "FaceDetector", lambda model_path=None: detector)
+    """Make the CLI use ``detector`` instead of its own."""
+    monkeypatch.setattr(cli, "FaceDetector", lambda *args, **kwargs: detector)
 
 
 def summary(err: str) -> str:
@@ -185,12 +187,12 @@ def test_scale_box_stays_inside_the_image():
 
 
 @pytest.mark.skipif(not HAVE_HAAR, reason="this OpenCV ships no Haar cascade")
-def test_detection_runs_on_a_copy_at_most_detect_size_a_side(monkeypatch):
-    detector = FaceDetector(detect_size=640)
+def test_haar_runs_on_a_copy_at_most_detect_size_a_side(monkeypatch):
+    detector = FaceDetector("haar", detect_size=640)
     seen = []
-    real = detector._raw_boxes
+    real = detector._haar_boxes
     monkeypatch.setattr(
-        detector, "_raw_boxes", lambda image, sizes=None: seen.append(image.shape[:2]) or real(image, sizes)
+        detector, "_haar_boxes", lambda image, sizes=None: seen.append(image.shape[:2]) or real(image, sizes)
     )
     detector.detect(smooth_rgb(2000, 1500))
     detector.detect(smooth_rgb(300, 200))
@@ -208,8 +210,9 @@ def rendered_faces(tmp_path_factory):
     return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
 
 
-def face_box(boxes, truth):
+def face_box(faces, truth):
     """The box that overlaps the placed face most, if it overlaps it at IoU >= 0.5 (else None)."""
+    boxes = [f.box for f in faces]
     best = max(boxes, key=lambda b: box_iou(b, truth), default=None)
     return best if best is not None and box_iou(best, truth) >= 0.5 else None
 
@@ -222,7 +225,7 @@ def test_downscaled_detection_keeps_the_boxes_of_full_size_detection(rendered_fa
     size (7 of 18 found at full size, 6 at half size with OpenCV 4.14), so recall is only required to
     stay within a quarter of the full-size recall, and at least 3 faces must be compared.
     """
-    full, small = FaceDetector(detect_size=0), FaceDetector(detect_size=640)
+    full, small = FaceDetector("haar", detect_size=0), FaceDetector("haar", detect_size=640)
     found_full = found_small = 0
     pairs = []
     for face in rendered_faces:
@@ -261,15 +264,15 @@ def test_a_failed_detector_is_rebuilt_for_the_next_image():
         def detectMultiScale(self, *args, **kwargs):
             raise cv2.error("Insufficient memory: Failed to allocate 3690993152 bytes")
 
-    detector = FaceDetector()
+    detector = FaceDetector("haar")
     image = smooth_rgb(200, 150)
-    expected = detector.detect(image)
+    expected = [f.box for f in detector.detect(image)]
     detector._haar = Exhausted()
     with pytest.raises(
         EdgeError, match="face detection failed .*Failed to allocate.*; the detector was reset"
     ):
         detector.detect(image)
-    assert detector.detect(image) == expected
+    assert [f.box for f in detector.detect(image)] == expected
 
 
 # ---------------------------------------------------------------- animated images
@@ -297,7 +300,7 @@ def test_animated_gif_runs_every_frame_like_a_video(models, tmp_path, capsys):
     ]
     model = EmotionModel(models["single_float"])
     for record, frame in zip(records, frames, strict=True):  # each frame's own result, in order
-        expected = model.predict_face(frame)["expression"]["probs"]
+        expected = model.predict_face(frame, color="rgb").expression["probs"]
         assert record["expression"]["probs"] == pytest.approx(expected, abs=1e-4)  # JSON rounds to 4 places
     assert f"info: {gif}: 3 of 3 frames in" in err
     assert summary(err) == "summary: 3 processed, 0 failed, 0 no face"
@@ -383,7 +386,7 @@ def test_undecodable_frame_is_skipped_and_later_frames_keep_their_index(models, 
     decoded = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(10)]
     model = EmotionModel(models["single_float"])
     for record in records:
-        expected = model.predict_face(decoded[record["frame"]])["expression"]["probs"]
+        expected = model.predict_face(decoded[record["frame"]], color="rgb").expression["probs"]
         assert record["expression"]["probs"] == pytest.approx(expected, abs=1e-4)  # JSON rounds to 4 places
 
 
@@ -399,14 +402,14 @@ class ScriptedCapture:
 
 
 def test_frame_reader_skips_failures_only_within_the_announced_frames():
-    reader = cli.FrameReader(ScriptedCapture([True, True, False, True, False, False]), expected=6)
+    reader = FrameReader(ScriptedCapture([True, True, False, True, False, False]), expected=6)
     assert [i for i, _ in reader] == [0, 1, 3]
     assert reader.bad == [2] and reader.position == 4
     assert reader.losses() == [
         "1 frame(s) could not be decoded and were skipped (first: frame 2)",
         "ended after 4 of the 6 frames its header announces (truncated or corrupt file)",
     ]
-    camera = cli.FrameReader(ScriptedCapture([True, False, True]), expected=None)  # count unknown: stop
+    camera = FrameReader(ScriptedCapture([True, False, True]), expected=None)  # count unknown: stop
     assert [i for i, _ in camera] == [0] and camera.losses() == []
 
 
@@ -432,6 +435,7 @@ def test_frame_reader_skips_failures_only_within_the_announced_frames():
         ("single_float", {"va_bin_centres": [-2.0, 0.0, 2.0]}, "va_bin_centres", "[-2.0, 0.0, 2.0]"),
         ("single_float", {"members": 3}, "members", "3"),
         ("ensemble_float", {"members": 1}, "members", "1"),
+        ("ensemble_float", {"members": 3}, "members", "3"),  # the model's tensors: member0/, member1/
         ("single_float", {"expr_names": ["A", "B", "A", "C", "D", "E", "F"]}, "expr_names", "['A']"),
         ("single_float", {"input.scale": 0.5}, "input.scale", "0.5"),
         ("single_int8", {"input.scale": None}, "input.scale", "None"),
@@ -450,6 +454,16 @@ def test_metadata_values_out_of_range_are_one_clear_error(models, tmp_path, name
     assert message.endswith(f"(value: {value})")
 
 
+def test_ensemble_members_must_match_the_model(models, tmp_path):
+    path = copy_model(models, "ensemble_float", tmp_path)
+    edit_metadata(path, members=3)
+    with pytest.raises(EdgeError) as error:
+        EmotionModel(path)
+    assert str(error.value) == (
+        f"{tmp_path / 'm.json'}: metadata members does not match the model, which holds 2 member(s) (value: 3)"
+    )
+
+
 def test_metadata_of_the_fixtures_passes(models):
     for path in models.values():
         EmotionModel(path)
@@ -459,7 +473,7 @@ def test_metadata_of_the_fixtures_passes(models):
 
 
 def test_find_interpreter_prefers_ai_edge_litert_then_tflite_runtime(monkeypatch):
-    assert runtime.RUNTIME == "ai_edge_litert"
+    assert interpreter.RUNTIME == "ai_edge_litert"
     fake_package, fake_module = (
         types.ModuleType("tflite_runtime"),
         types.ModuleType("tflite_runtime.interpreter"),
@@ -469,9 +483,9 @@ def test_find_interpreter_prefers_ai_edge_litert_then_tflite_runtime(monkeypatch
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     monkeypatch.setitem(sys.modules, "tflite_runtime", fake_package)
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake_module)
-    assert runtime.find_interpreter() == (fake_module.Interpreter, "tflite_runtime")
+    assert interpreter.find_interpreter() == (fake_module.Interpreter, "tflite_runtime")
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
-    assert runtime.find_interpreter() == (None, None)
+    assert interpreter.find_interpreter() == (None, None)
 
 
 FALLBACK_RUN = """
@@ -512,12 +526,12 @@ def test_tflite_runtime_under_numpy_2_is_one_clear_error(models, monkeypatch):
     package = types.ModuleType("tflite_runtime")
     package.__version__ = "2.14.0"
     monkeypatch.setitem(sys.modules, "tflite_runtime", package)
-    monkeypatch.setattr(runtime, "RUNTIME", "tflite_runtime")
-    monkeypatch.setattr(runtime, "_fallback_noted", True)  # the note is tested above
-    monkeypatch.setattr(runtime.np, "__version__", "2.4.6")
+    monkeypatch.setattr(interpreter, "RUNTIME", "tflite_runtime")
+    monkeypatch.setattr(interpreter, "_fallback_noted", True)  # the note is tested above
+    monkeypatch.setattr(interpreter.np, "__version__", "2.4.6")
     with pytest.raises(EdgeError, match=r'tflite_runtime 2\.14\.0 needs numpy < 2 .*pip install "numpy<2"'):
         EmotionModel(models["single_float"])
-    monkeypatch.setattr(runtime.np, "__version__", "1.26.4")
+    monkeypatch.setattr(interpreter.np, "__version__", "1.26.4")
     EmotionModel(models["single_float"])  # numpy 1.x: loads (here with ai_edge_litert's class)
 
 

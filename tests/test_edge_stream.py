@@ -8,19 +8,21 @@ import numpy as np
 import pytest
 
 from edge import predict as cli
-from edge.faces import FaceDetector, box_iou, haar_cascade_path
+from edge.faces import Face, FaceDetector, box_iou, haar_cascade_path
+from edge.results import FaceResult
 from edge.runtime import EdgeError, EmotionModel, result_to_json
 from edge.summary import VideoSummary
 from edge.tracking import FaceTracker, face_template, follow_template
 from edge.uncertainty import normalised_entropy
-from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture, rendered_face
+from edge.video import FaceStates
+from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture, rendered_face, shared_dir
 
 HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
 
 
 @pytest.fixture(scope="module")
 def stream_models(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stream_models")
+    out = shared_dir(tmp_path_factory)
     return {q: make_stream_fixture(out, quantize=q) for q in ("float", "int8")}
 
 
@@ -40,8 +42,8 @@ def write_video(path, frames, fps=10.0):
 
 
 class ScriptedDetector:
-    """Full detections from a script, one list of boxes per full detection; ``detect_near`` returns
-    the box shifted by one pixel, or None for the boxes listed in ``lose``."""
+    """Full detections from a script, one list of boxes per full detection (as Faces); ``detect_near``
+    returns the face moved one pixel right, or None for the boxes listed in ``lose``."""
 
     def __init__(self, script, lose=()):
         self.script, self.lose = list(script), set(lose)
@@ -49,11 +51,11 @@ class ScriptedDetector:
 
     def detect(self, image):
         self.full += 1
-        return self.script.pop(0) if self.script else []
+        return [Face(b) for b in self.script.pop(0)] if self.script else []
 
-    def detect_near(self, image, box):
+    def detect_near(self, image, face):
         self.near += 1
-        return None if tuple(box) in self.lose else (box[0] + 1, box[1], box[2], box[3])
+        return None if tuple(face.box) in self.lose else face.moved(1, 0)
 
 
 # ---------------------------------------------------------------- tracking
@@ -104,7 +106,7 @@ def test_a_track_ends_after_max_missed_frames_without_its_face():
 
 def test_two_tracks_on_one_face_become_one():
     detector = ScriptedDetector([[(0, 0, 20, 20), (40, 0, 20, 20)]])
-    detector.detect_near = lambda image, box: (10, 0, 20, 20)  # both find the same face
+    detector.detect_near = lambda image, face: Face((10, 0, 20, 20))  # both find the same face
     tracker = FaceTracker(detector, detect_every=5, refine_every=1)
     tracker.update(None)
     assert [t.id for t in tracker.update(None)] == [0] and tracker.ended == [1]
@@ -122,28 +124,41 @@ def face_canvas(tmp_path_factory):
     return canvas
 
 
-@pytest.mark.skipif(not HAVE_HAAR, reason="this OpenCV ships no Haar cascade")
-def test_detect_near_finds_the_face_a_full_detection_finds_and_nothing_where_it_left(face_canvas):
-    detector = FaceDetector()
+@pytest.mark.parametrize("backend", ["blazeface", "haar"])
+def test_detect_near_finds_the_face_a_full_detection_finds_and_nothing_where_it_left(face_canvas, backend):
+    """BlazeFace's short-range model on the region (or Haar on a shrunk region) finds the moved face
+    where a full detection finds it, with its keypoints (BlazeFace), and nothing on a blank frame."""
+    if backend == "haar" and not HAVE_HAAR:
+        pytest.skip("this OpenCV ships no Haar cascade")
+    detector = FaceDetector(backend)
     (full,) = detector.detect(face_canvas)
-    assert box_iou(full, (200, 120, 170, 170)) > 0.5
+    x, y, w, h = full.box  # the face is about the middle half of the 170 px rendered picture
+    assert abs(x + w / 2 - 285) < 20 and abs(y + h / 2 - 205) < 20, full.box
+    assert backend == "blazeface" or box_iou(full.box, (200, 120, 170, 170)) > 0.5  # Haar: its square
     moved = np.roll(face_canvas, (6, 8), axis=(0, 1))  # the face 8 px right, 6 px down
     near = detector.detect_near(moved, full)
     (reference,) = detector.detect(moved)
-    assert near is not None and box_iou(near, reference) >= 0.7, (near, reference)
+    assert near is not None and box_iou(near.box, reference.box) >= 0.7, (near, reference)
+    if backend == "blazeface":  # the two models' keypoints: within 0.15 eye distance of each other
+        eyes = np.linalg.norm(reference.keypoints[1] - reference.keypoints[0])
+        assert np.abs(near.keypoints[:4] - reference.keypoints[:4]).max() < 0.15 * eyes
     blank = np.full_like(face_canvas, 120)
     assert detector.detect_near(blank, full) is None
 
 
 def test_template_matching_follows_a_moved_face_and_finds_nothing_on_a_blank_frame(face_canvas):
     box = (200, 120, 170, 170)  # the rendered face's square
+    keypoints = np.array([[250, 180], [320, 180], [285, 215], [285, 245], [210, 190], [360, 190]], np.float32)
     template = face_template(face_canvas, box)
     moved = np.roll(face_canvas, (6, 8), axis=(0, 1))  # the face 8 px right, 6 px down
-    got = follow_template(moved, box, template)
+    got = follow_template(moved, Face(box, 0.9, keypoints), template)
     # The match is found on a copy shrunk 170 / 32 = 5.3x: the position is known to about +-3 px,
-    # so IoU with the true box >= 0.9 (the size is kept).
-    assert got is not None and got[2:] == (170, 170) and box_iou(got, (208, 126, 170, 170)) >= 0.9, got
-    assert follow_template(np.full_like(face_canvas, 120), box, template) is None
+    # so IoU with the true box >= 0.9 (the size is kept); the keypoints move with the box.
+    assert got is not None and got.box[2:] == (170, 170), got
+    assert box_iou(got.box, (208, 126, 170, 170)) >= 0.9, got
+    np.testing.assert_allclose(got.keypoints - keypoints, [np.subtract(got.box[:2], box[:2])] * 6)
+    assert got.score == 0.9
+    assert follow_template(np.full_like(face_canvas, 120), Face(box), template) is None
 
 
 def test_a_face_the_detector_misses_is_followed_by_its_template_for_at_most_detect_every_frames(face_canvas):
@@ -152,9 +167,9 @@ def test_a_face_the_detector_misses_is_followed_by_its_template_for_at_most_dete
 
         def detect(self, image):
             self.full += 1
-            return [(200, 120, 170, 170)] if self.full == 1 else []
+            return [Face((200, 120, 170, 170))] if self.full == 1 else []
 
-        def detect_near(self, image, box):
+        def detect_near(self, image, face):
             self.near += 1
 
     detector = Detector()
@@ -179,12 +194,12 @@ def test_two_faces_side_by_side_keep_their_own_tracks_under_template_matching(fa
 
     class Detector:  # finds both faces once; detect_near never finds anything
         def __init__(self):
-            self.script = [[(150, 120, 120, 120), (290, 120, 120, 120)]]
+            self.script = [[Face((150, 120, 120, 120)), Face((290, 120, 120, 120))]]
 
         def detect(self, image):
             return self.script.pop(0) if self.script else []
 
-        def detect_near(self, image, box):
+        def detect_near(self, image, face):
             return None
 
     tracker = FaceTracker(Detector(), detect_every=12, refine_every=4)
@@ -229,7 +244,7 @@ def test_a_face_state_is_reset_every_reset_every_frames(stream_models, tmp_path)
         (tmp_path / f"{name}.json").write_text(json.dumps(meta))
         model = EmotionModel(str(tmp_path / f"{name}.tflite"))
         assert model.state["reset_every"] == (every or 0)
-        states = cli.FaceStates(model, None)
+        states = FaceStates(model, None)
         got = [states.outputs(7, face)["expr_probs"] for face in faces]
         fresh = model.step(faces[1], None)[0]["expr_probs"]
         assert np.abs(got[1] - fresh).max() > 1e-3  # the state is carried within a chunk
@@ -318,11 +333,11 @@ def test_cli_keeps_state_per_face_and_resets_it_when_a_face_is_new(
     video = write_video(tmp_path / "two.avi", frames)
 
     class Detector:  # full detections from the script (no detect_near: detection on every frame)
-        def __init__(self, model_path=None):
+        def __init__(self, *args, **kwargs):
             self.script = [list(s) for s in script]
 
         def detect(self, image):
-            return self.script.pop(0)
+            return [Face(b) for b in self.script.pop(0)]
 
     monkeypatch.setattr(cli, "FaceDetector", Detector)
     code, lines, err = run_cli(["--model", stream_models["float"], video], capsys)
@@ -338,11 +353,10 @@ def test_cli_keeps_state_per_face_and_resets_it_when_a_face_is_new(
     model = EmotionModel(stream_models["float"])
     capture = cv2.VideoCapture(video)
     decoded = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in frames]
-    for face_id, crop in ((0, (4, 44, 4, 44)), (1, (4, 44, 76, 116)), (2, (4, 44, 76, 116))):
+    for face_id, box in ((0, (4, 4, 40, 40)), (1, (76, 4, 40, 40)), (2, (76, 4, 40, 40))):
         state = None
         for record in faces[face_id]:
-            image = decoded[record["frame"]][crop[0] : crop[1], crop[2] : crop[3]]
-            raw, state = model.step(image, state)
+            raw, state = model.step(Face(box).crop(decoded[record["frame"]]), state)
             # The same interpreter on the same crops: equal up to the JSON's 4 decimals.
             assert list(record["expression"]["probs"].values()) == pytest.approx(
                 raw["expr_probs"].tolist(), abs=1e-4
@@ -352,30 +366,90 @@ def test_cli_keeps_state_per_face_and_resets_it_when_a_face_is_new(
 # ---------------------------------------------------------------- summaries
 
 
-def _result(probs, entropy, valence, au1, uncertain, ood=None):
+def _result(probs, entropy, valence, au1, uncertain, ood=None, frame=0):
     names = ["a", "b"]
-    return {
-        "frame": 0,
-        "expression": {"probs": dict(zip(names, probs, strict=True)), "entropy": entropy},
-        "au": {"probs": {"AU1": au1}},
-        "valence": valence,
-        "arousal": -valence,
-        "uncertain": uncertain,
-        "ood": ood,
-    }
+    return FaceResult(
+        box=(0, 0, 10, 10),
+        frame=frame,
+        expression={"label": "a", "probs": dict(zip(names, probs, strict=True)), "entropy": entropy},
+        au={"probs": {"AU1": au1}, "entropy": {"AU1": 1.0}},
+        valence=valence,
+        arousal=-valence,
+        va_entropy={"valence": 0.5, "arousal": 0.5},
+        uncertain=uncertain,
+        ood=ood,
+        has_ood=ood is not None,
+    )
 
 
 def test_summary_hand_computed():
     summary = VideoSummary("v.mp4")
     summary.add(_result([1.0, 0.0], 0.0, 0.5, 0.9, False, ood=False), face=0)
-    summary.add(_result([0.0, 1.0], 0.5, -0.1, 0.2, True, ood=True), face=1)
+    summary.add(_result([0.0, 1.0], 0.5, -0.1, 0.2, True, ood=False), face=1)
+    summary.add(_result([0.0, 1.0], 0.0, -0.9, 0.9, False, ood=True), face=2)  # out of domain: left out
     got = summary.summary()
-    # weights 1 and 0.5: probs (1 * [1, 0] + 0.5 * [0, 1]) / 1.5 = [2/3, 1/3]
-    assert got["expression"]["probs"] == pytest.approx({"a": 2 / 3, "b": 1 / 3})
+    # weights 1 and 0.5: probs (1 * [1, 0] + 0.5 * [0, 1]) / 1.5 = [2/3, 1/3]; the summary rounds to 4 decimals
+    assert got["expression"]["probs"] == pytest.approx({"a": 2 / 3, "b": 1 / 3}, abs=1e-4)
     assert got["expression"]["label"] == "a"
-    assert got["expression"]["entropy"] == pytest.approx(normalised_entropy(np.array([2 / 3, 1 / 3])))
+    entropy = normalised_entropy(np.array([2 / 3, 1 / 3]))
+    assert got["expression"]["entropy"] == pytest.approx(entropy, abs=1e-4)
     assert got["valence"] == pytest.approx(0.2) and got["arousal"] == pytest.approx(-0.2)
-    assert got["au_rates"] == {"AU1": 0.5} and got["uncertain"] == 0.5 and got["ood"] == 0.5
-    assert (got["results"], got["faces"]) == (2, 2)
+    assert got["au_rates"] == {"AU1": 0.5} and got["uncertain"] == 0.5 and got["ood"] == 0.0
+    assert (got["results"], got["frames"], got["faces"]) == (2, 1, 2)
+    assert [t["face"] for t in got["tracks"]] == [0, 1, 2] and got["tracks"][2]["valence"] == -0.9
+    assert got["left_out"] == [{"face": 2, "reason": "out of domain in 100% of its frames"}]
     empty = VideoSummary("none.mp4").summary()
-    assert empty == {"results": 0, "frames": 0, "faces": 0}
+    assert empty == {"results": 0, "frames": 0, "faces": 0, "tracks": [], "left_out": []}
+
+
+def test_summary_leaves_out_short_and_mostly_ood_tracks():
+    """Over 10 frames: track 0 kept; track 1 seen in 4 frames (< MIN_TRACK_FRAMES); track 2 flagged
+    out of domain in 6 of its 10 frames (> MAX_OOD_SHARE); track 3 in exactly half (kept)."""
+    summary = VideoSummary("v.mp4")
+    for frame in range(10):
+        summary.add(_result([0.9, 0.1], 0.1, 0.5, 0.9, False, ood=False, frame=frame), face=0)
+        if frame < 4:
+            summary.add(_result([0.1, 0.9], 0.1, -0.5, 0.1, False, ood=False, frame=frame), face=1)
+        summary.add(_result([0.1, 0.9], 0.1, -0.5, 0.1, False, ood=frame < 6, frame=frame), face=2)
+        summary.add(_result([0.9, 0.1], 0.1, 0.3, 0.9, False, ood=frame < 5, frame=frame), face=3)
+    got = summary.summary()
+    assert got["left_out"] == [
+        {"face": 1, "reason": "seen in 4 frame(s), fewer than 5"},
+        {"face": 2, "reason": "out of domain in 60% of its frames"},
+    ]
+    assert (got["faces"], got["results"], got["frames"], len(got["tracks"])) == (2, 20, 10, 4)
+    assert got["valence"] == pytest.approx(0.4) and got["ood"] == pytest.approx(0.25)
+    assert got["expression"]["probs"] == pytest.approx({"a": 0.9, "b": 0.1})
+
+
+def test_cli_summary_says_which_tracks_it_left_out(stream_models, tmp_path, capsys, monkeypatch):
+    """Through the CLI: a passer-by (2 frames) and a face flagged out of domain in 8 of 10 frames are
+    left out of the video's label, each with one note line; the summary's faces counts the one kept."""
+    frames = [np.full((48, 150, 3), 60 + 10 * k, np.uint8) for k in range(10)]
+    video = write_video(tmp_path / "three.avi", frames)
+
+    class Detector:  # left face always, middle one in frames 0-1, right one always (no detect_near)
+        def __init__(self, *args, **kwargs):
+            self.frame = -1
+
+        def detect(self, image):
+            self.frame += 1
+            boxes = [(2, 4, 40, 40)] + [(54, 4, 40, 40)] * (self.frame < 2) + [(106, 4, 40, 40)]
+            return [Face(b) for b in boxes]
+
+    def flag_the_right_face(model, result, raw):  # out of domain: the right face in frames 0-7
+        result.has_ood, result.ood_score = True, 0.0
+        result.ood = result.box[0] > 100 and result.frame < 8
+
+    monkeypatch.setattr(cli, "FaceDetector", Detector)
+    monkeypatch.setattr(EmotionModel, "_ood", flag_the_right_face)
+    code, lines, err = run_cli(["--model", stream_models["float"], "--summary", video], capsys)
+    assert code == 0 and "Traceback" not in err
+    summary = lines[-1]["summary"]
+    assert [t["face"] for t in summary["tracks"]] == [0, 1, 2] and summary["faces"] == 1
+    assert summary["results"] == 10 and summary["ood"] == 0.0  # the kept track's own figures
+    notes = [line for line in err.splitlines() if "left out" in line]
+    assert notes == [
+        f"note: {video}: face 1 left out of the video's label: seen in 2 frame(s), fewer than 5",
+        f"note: {video}: face 2 left out of the video's label: out of domain in 80% of its frames",
+    ]

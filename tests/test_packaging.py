@@ -54,7 +54,12 @@ def test_pip_install_gives_entry_points_that_run_from_any_folder(tmp_path):
         "evaluate.py: error: nowhere"
     )
     assert _run([os.path.join(bin_dir, "emenet-predict"), "--help"], elsewhere).returncode == 0
-    assert _run([os.path.join(bin_dir, "emenet-export"), "--help"], elsewhere).returncode == 0
+    exported = _run([os.path.join(bin_dir, "emenet-export"), "--helpfull"], elsewhere)  # absl: exit 0 or 1
+    assert "--allow_degraded" in exported.stdout and "Traceback" not in exported.stderr, exported.stderr[
+        -2000:
+    ]
+    prepared = _run([os.path.join(bin_dir, "emenet-prepare"), "--helpfull"], elsewhere)
+    assert "--detector" in prepared.stdout and "Traceback" not in prepared.stderr, prepared.stderr[-2000:]
     study = _run([os.path.join(bin_dir, "emenet-study"), "--helpfull"], elsewhere)
     assert "--replicates" in study.stdout and "--teacher_calibration" in study.stdout, study.stderr[-2000:]
     data = str(tmp_path / "data")

@@ -127,3 +127,13 @@ def test_readers_train_end_to_end(tmp_path, names):
         datasets = summary["train"]["datasets"]
         assert {k: set(v["tasks"]) for k, v in datasets.items()} == {n: TASKS[n] for n in names}
         assert summary["train"]["expr_distributions"] == datasets["ferplus"]["frames"]
+    metrics = result["metrics"]
+    if "ferplus" in names:  # every method scored against the annotators, with their own entropy as the floor
+        floor = metrics["limits"]["votes"]["nll_votes"]
+        for method, row in metrics["methods"].items():
+            expr = row["expr"]
+            assert expr["kl_votes"] >= 0.0 and expr["nll_votes"] >= floor, method
+            # nll_votes = the votes' entropy + KL on the same rows; float64 sums of a few rows: 1e-9
+            assert expr["nll_votes"] == pytest.approx(floor + expr["kl_votes"], abs=1e-9), method
+    if len(names) > 1:
+        assert set(metrics["by_dataset"]) == set(names)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from emenet_tf.labels import TASKS
@@ -258,3 +259,32 @@ def test_compare_studies_names_the_settings_that_differ(tmp_path):
     said = compare.settings_that_differ(str(tmp_path / "a"), str(tmp_path / "b"), 0)
     assert said == "dirichlet_student: True -> False; synthetic_degraded_frames: 0.0 -> 0.3; temporal: 0 -> 8"
     assert compare.settings_that_differ(str(tmp_path / "a"), str(tmp_path / "a"), 0) == ""
+
+
+def test_replicates_on_a_real_dataset_resample_its_training_identities(tmp_path):
+    """On data with one fixed split, replicate r trains on a seeded share of the training identities
+    (S + r) besides its own training seed; on the benchmark, its own benchmark instead."""
+    from emenet_tf.config import TrainConfig
+    from emenet_tf.data import sources
+    from emenet_tf.data.index import FrameIndex, resample
+
+    real = TrainConfig(workdir="w", data=f"ferplus:{tmp_path}")
+    cfg = runner.replicate_config(real, 7, 2, str(tmp_path / "study"))
+    assert cfg.train_resample_seed == 9 and cfg.seed == runner.SEED_STRIDE * 9
+    assert "--train_resample_seed S + r" in runner.study_config(real)["seed_rule"]
+    assert not any(k.startswith("synthetic_") for k in runner.study_config(real))
+    bench = runner.replicate_config(TrainConfig(workdir="w"), 7, 2, str(tmp_path / "s"))
+    assert bench.train_resample_seed is None and bench.synthetic.seed == 9
+    n = 200
+    index = FrameIndex(
+        data_dir="/d", split="train", paths=np.array([f"{i}.jpg" for i in range(n)]),
+        video=np.array([f"person{i // 4}" for i in range(n)], dtype=object), frame=np.ones(n, np.int32),
+        au=np.zeros((n, 12), np.float32), au_mask=np.zeros((n, 12), np.float32),
+        expr=np.zeros(n, np.int32), expr_mask=np.ones(n, np.float32),
+        va=np.zeros((n, 2), np.float32), va_mask=np.zeros((n, 2), np.float32),
+    )  # fmt: skip
+    kept = resample(index, 9, sources.RESAMPLE_SHARE)
+    people = set(kept.video.tolist())
+    assert len(people) == 40 and len(kept) == 160  # 80% of 50 identities, every frame of each kept one
+    assert set(resample(index, 9, sources.RESAMPLE_SHARE).video.tolist()) == people  # seeded
+    assert set(resample(index, 10, sources.RESAMPLE_SHARE).video.tolist()) != people
