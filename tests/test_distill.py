@@ -105,6 +105,7 @@ def test_distillation_on_a_fixed_target_approaches_it(splits):
     assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_teacher_weights_do_not_change_while_students_train(tmp_path, splits):
     cfg = TrainConfig(
         workdir=str(tmp_path / "run"), data="affwild2:" + str(splits["train"].data_dir), model="tiny", ensemble_size=2,

@@ -205,6 +205,7 @@ def test_evaluate_run_end_to_end(tiny_run, tmp_path):
     assert not [n for n in os.listdir(out_dir) if n.startswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_mc_dropout_figures_do_not_depend_on_what_ran_before(tiny_run, tmp_path):
     """The run's own evaluation follows training; evaluate.py starts a fresh process: MC Dropout's
     masks must not depend on the random state either leaves, so both give the same figures."""

@@ -264,9 +264,9 @@ def test_edge_reports_the_dirichlet_ood_score(exported):
     assert model.kind == "dirichlet" and model.thresholds["ood"] is not None
     face = (exported["frames"]["image"][0] * 255).round().astype(np.uint8)
     raw = model.run(face)
-    result = model.predict_face(face)
-    assert result["ood_score"] == pytest.approx(raw["ood_score"][0])
-    assert result["ood"] == (raw["ood_score"][0] > model.thresholds["ood"])
+    result = model.predict_face(face, color="rgb")
+    assert result.ood_score == pytest.approx(raw["ood_score"][0])
+    assert result.ood == (raw["ood_score"][0] > model.thresholds["ood"])
     assert raw["expr_epistemic"].shape == (1,) and raw["au_epistemic"].shape == (12,)
 
 
@@ -386,6 +386,7 @@ def test_on_uint8_grid():
     np.testing.assert_allclose(parity.on_uint8_grid(x) * 255, [0, 79, 153, 255, 255, 0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_refuses_model_that_misses_a_target(exported, tmp_path, monkeypatch):
     member = _load(exported["cfg"], 0)
     frames, rep = exported["frames"], exported["frames"]["image"][:8]
@@ -396,6 +397,7 @@ def test_refuses_model_that_misses_a_target(exported, tmp_path, monkeypatch):
     assert result["parity"]["student_int8"]["passed"] is False
 
 
+@pytest.mark.slow
 def test_parity_search_keeps_leading_stages_float_only_while_targets_are_missed(
     exported, tmp_path, monkeypatch
 ):
@@ -505,12 +507,14 @@ def test_a_member_without_done_json_is_never_exported(tiny_run, tmp_path):
     assert not os.path.exists(run.export_dir)
 
 
+@pytest.mark.slow
 def test_a_failed_export_leaves_the_previous_export_untouched(tiny_run, tmp_path, monkeypatch):
     """A conversion that fails after the student was written: the old folder is as it was, no temporary left."""
     out_dir = tmp_path / "export"
     out_dir.mkdir()
     (out_dir / "parity.json").write_text('{"old": true}')
     (out_dir / "student_int8.tflite").write_bytes(b"old model")
+    (out_dir / run_lib.MARKER).write_text(json.dumps({"run": RunDir(tiny_run.workdir).root}))  # an earlier export
     real_convert, calls = model_lib.convert, []
 
     def convert_then_fail(*args, **kwargs):
@@ -523,7 +527,7 @@ def test_a_failed_export_leaves_the_previous_export_untouched(tiny_run, tmp_path
     with pytest.raises(RuntimeError, match="simulated failure"):
         export.export_run(tiny_run.workdir, out_dir=str(out_dir), **FAST)
     assert len(calls) == 3
-    assert sorted(os.listdir(out_dir)) == ["parity.json", "student_int8.tflite"]
+    assert sorted(os.listdir(out_dir)) == [run_lib.MARKER, "parity.json", "student_int8.tflite"]
     assert (out_dir / "parity.json").read_text() == '{"old": true}'
     assert (out_dir / "student_int8.tflite").read_bytes() == b"old model"
     assert os.listdir(tmp_path) == ["export"]

@@ -207,6 +207,7 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, data_dir):
     assert rundir.dirichlet_done(cfg), "the chief trains the Dirichlet student alone"
 
 
+@pytest.mark.slow
 def test_unreadable_frames_are_named_in_the_run_summary(tmp_path, data_dir):
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)

@@ -211,6 +211,7 @@ def _run_python(code, timeout=300):
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path, data_dir):
     code = f"""
         from emenet_tf._keras import tf
@@ -233,6 +234,7 @@ def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path, data_dir):
     assert "REPLICAS 2 True" in proc.stdout, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_on_cpu(tmp_path, data_dir):
     code = f"""
         from emenet_tf._keras import keras
