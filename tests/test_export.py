@@ -514,7 +514,9 @@ def test_a_failed_export_leaves_the_previous_export_untouched(tiny_run, tmp_path
     out_dir.mkdir()
     (out_dir / "parity.json").write_text('{"old": true}')
     (out_dir / "student_int8.tflite").write_bytes(b"old model")
-    (out_dir / run_lib.MARKER).write_text(json.dumps({"run": RunDir(tiny_run.workdir).root}))  # an earlier export
+    (out_dir / run_lib.MARKER).write_text(
+        json.dumps({"run": RunDir(tiny_run.workdir).root})
+    )  # an earlier export
     real_convert, calls = model_lib.convert, []
 
     def convert_then_fail(*args, **kwargs):
