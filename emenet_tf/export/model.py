@@ -57,7 +57,7 @@ def export_model(
         figures = {"reference": "keras", **float_parity(reference, module.keras_outputs(images, starts))}
         candidates = {f"{name}_float32": (float_bytes, reference, figures)}
         candidates[f"{name}_int8"] = _int8_within_targets(
-            saved_dir, representative, float_backbone_max, images, reference, starts
+            saved_dir, representative, float_backbone_max, images, reference, starts, untrained
         )
     if ood_images is not None and module.kind == "dirichlet":
         ood_images = on_uint8_grid(ood_images)
@@ -73,7 +73,9 @@ def ood_auroc(content: bytes, outputs: dict, ood_images: np.ndarray) -> float:
     return float(auroc(outputs["ood_score"][:, 0], run_tflite(content, ood_images)["ood_score"][:, 0]))
 
 
-def _int8_within_targets(saved_dir, representative, float_backbone_max, images, reference, starts=None):
+def _int8_within_targets(
+    saved_dir, representative, float_backbone_max, images, reference, starts=None, untrained=()
+):
     """(content, outputs, figures) of the int8 conversion with the fewest leading backbone stages
     float that meets the targets against ``reference`` (the last one tried when none does)."""
     for k in range(0, float_backbone_max + 1):
@@ -82,7 +84,7 @@ def _int8_within_targets(saved_dir, representative, float_backbone_max, images, 
         outputs = run_tflite(content, images, starts=starts)
         figures = {"quantize": "float_post", "reference": "float32_tflite", **int8_parity(outputs, reference)}
         figures["float_layers"] = list(layers)
-        missed = parity_failures(figures)
+        missed = parity_failures(figures, untrained)
         if not missed:
             break
         logging.info("int8 with float layers %s misses: %s", list(layers), missed)
@@ -101,7 +103,7 @@ def write_checked(
     for model_name, (content, outputs, figures) in candidates.items():
         state = module.state
         check_signature(content, module.kind, module.image_size, state and state["size"])
-        failures = parity_failures(figures)
+        failures = parity_failures(figures, untrained)
         figures = {**figures, "size_bytes": len(content), "passed": not failures}
         result["parity"][model_name] = figures
         logging.info("parity %s: %s", model_name, json.dumps(figures))

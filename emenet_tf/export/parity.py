@@ -115,11 +115,21 @@ def _ood_parity(quant: np.ndarray, ref: np.ndarray) -> dict:
     }
 
 
-def parity_failures(figures: dict) -> list[str]:
-    """The targets a model's figures miss, as readable strings (empty: all met)."""
+# The task each int8 target measures: a head whose task the run's data never labelled is not held to it
+# (its untrained outputs sit near ties, which int8 rounding flips for no fault of the export).
+TARGET_TASKS = {
+    "expr_top1_agreement": "expr",
+    "expr_entropy_mean_abs_diff": "expr",
+    "au_decision_agreement": "au",
+}
+
+
+def parity_failures(figures: dict, untrained=()) -> list[str]:
+    """The targets a model's figures miss, as readable strings (empty: all met); the targets of the
+    ``untrained`` tasks are not checked."""
     failures = []
     for name, target in TARGETS.items():
-        if name not in figures:
+        if name not in figures or TARGET_TASKS.get(name) in untrained:
             continue
         value = figures[name]
         at_most = name.endswith("diff")
