@@ -20,7 +20,7 @@ from emenet_tf.config import RESUMABLE, TrainConfig, differences
 from emenet_tf.data import sources
 from emenet_tf.errors import ConfigError
 from emenet_tf.io import atomic_write_json, describe_os_error, read_json
-from emenet_tf.rundir import RunDir
+from emenet_tf.rundir import CONFIG, LOCK, REPLICATE_TIME, TEMPORARY_PREFIX, RunDir
 
 
 def check_paths(cfg: TrainConfig) -> None:
@@ -32,8 +32,9 @@ def check_paths(cfg: TrainConfig) -> None:
     check_workdir(RunDir(cfg.workdir).root)
 
 
-# What a run folder may hold before its config.json exists: the setup lock of a job starting now.
-_BEFORE_CONFIG = {".lock"}
+# What a run folder may hold before its config.json exists: the setup lock of a job starting now, the
+# time ledger of the study replicate it is, and a temporary of either left by a killed write.
+_BEFORE_CONFIG = {LOCK, REPLICATE_TIME}
 
 
 def check_workdir(root: str) -> None:
@@ -43,7 +44,8 @@ def check_workdir(root: str) -> None:
         if not os.path.isdir(root):
             raise ConfigError(f"--workdir {root} is a file, not a folder")
         entries = set(os.listdir(root))
-        if entries - _BEFORE_CONFIG and not os.path.exists(os.path.join(root, "config.json")):
+        foreign = {e for e in entries - _BEFORE_CONFIG if not e.startswith(TEMPORARY_PREFIX)}
+        if foreign and not os.path.exists(os.path.join(root, CONFIG)):
             raise ConfigError(
                 f"--workdir {root} is not empty and not a training run (no config.json); give a new or empty folder"
             )

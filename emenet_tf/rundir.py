@@ -49,6 +49,7 @@ CHECKPOINTS = "ckpt"
 SOFT_LABELS = "soft_labels.npz"
 TEACHER_TEMPERATURES = "teacher_temperatures.json"  # --teacher_calibration temperature
 LOCK = ".lock"
+REPLICATE_TIME = "replicate_time.json"  # a study replicate's time ledger: written before config.json
 EVAL_LOCK = ".eval.lock"
 EXPORT_LOCK = ".export.lock"
 DIRICHLET = "dirichlet"  # the member name of the distribution-distilled (Dirichlet) student

@@ -87,6 +87,19 @@ def test_training_never_writes_into_a_folder_of_the_users(tmp_path):
     assert os.listdir(mine) == ["todo.txt"]
 
 
+def test_a_study_replicate_folder_with_only_its_time_ledger_is_a_run_folder(tmp_path):
+    # A study writes rep<r>/replicate_time.json before the replicate's job writes config.json; a
+    # write killed before its rename leaves a temporary. Neither is a user's file.
+    from emenet_tf.rundir import REPLICATE_TIME, TEMPORARY_PREFIX
+    from emenet_tf.study.runner import Stopwatch
+
+    rep = tmp_path / "rep0"
+    rep.mkdir()
+    with Stopwatch(str(rep / REPLICATE_TIME)):
+        (rep / f"{TEMPORARY_PREFIX}killed").write_text("x")
+        job.check_paths(TrainConfig(workdir=str(rep)))
+
+
 def test_evaluation_and_study_never_write_into_a_folder_of_the_users(tiny_run, tmp_path):
     from emenet_tf import evaluation
     from emenet_tf.study.runner import check_study_dir

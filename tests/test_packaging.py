@@ -55,7 +55,7 @@ def test_pip_install_gives_entry_points_that_run_from_any_folder(tmp_path):
     )
     assert _run([os.path.join(bin_dir, "emenet-predict"), "--help"], elsewhere).returncode == 0
     exported = _run([os.path.join(bin_dir, "emenet-export"), "--helpfull"], elsewhere)  # absl: exit 0 or 1
-    assert "--allow_degraded" in exported.stdout and "Traceback" not in exported.stderr, exported.stderr[
+    assert "--[no]allow_degraded" in exported.stdout and "Traceback" not in exported.stderr, exported.stderr[
         -2000:
     ]
     prepared = _run([os.path.join(bin_dir, "emenet-prepare"), "--helpfull"], elsewhere)

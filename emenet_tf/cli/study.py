@@ -54,9 +54,10 @@ def main(argv) -> int:
     try:
         base = config_from_flags(workdir=workdir)
         from emenet_tf import job
-        from emenet_tf.study.runner import run_study
+        from emenet_tf.study.runner import check_study_dir, replicate_config, run_study
 
-        job.check_paths(base)
+        check_study_dir(workdir)  # the study's folder; each replicate's run folder is rep<r>/ in it
+        job.check_paths(replicate_config(base, FLAGS.seed, 0, workdir))
         job.check_model(base)
         command = f"{PROG} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         study = run_study(base, FLAGS.replicates, FLAGS.seed, workdir, command)

@@ -107,8 +107,10 @@ def evaluate_run(
 def _ordered(methods: list) -> list:
     """The rows of metrics.json: generations (single, ensemble) in order, then the others in a fixed order."""
     rank = {"dirichlet_single": 0, "dirichlet_density": 1, "temperature_scaling": 2, "mc_dropout": 3}
+    kind = {"single": 0, "ensemble": 1}
     gens = sorted(
-        (m for m in methods if m.info.family == "generation"), key=lambda m: (m.info.generation, m.info.kind)
+        (m for m in methods if m.info.family == "generation"),
+        key=lambda m: (m.info.generation, kind[m.info.kind]),
     )
     others = sorted((m for m in methods if m.info.family != "generation"), key=lambda m: rank[m.info.name])
     return gens + others

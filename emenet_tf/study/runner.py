@@ -26,7 +26,7 @@ from emenet_tf.config import TrainConfig, flat
 from emenet_tf.data import sources
 from emenet_tf.errors import ConfigError, RunError
 from emenet_tf.io import atomic_write_json, read_json
-from emenet_tf.rundir import RunDir
+from emenet_tf.rundir import REPLICATE_TIME, RunDir
 from emenet_tf.study.analysis import summarise
 from emenet_tf.study.render import machine, write_study
 
@@ -35,7 +35,6 @@ DEFAULT_REPLICATES = 8  # the study's default K (decided after the K = 8 study)
 # Config fields that are not the study's settings: per replicate (folder, seeds) or per invocation.
 PER_INVOCATION = ("workdir", "member", "verbose", "strategy", "seed", "synthetic_seed", "train_resample_seed")
 REPLICATE = "replicate.json"  # in rep<r>/: written when the replicate is trained and evaluated
-TIME_LEDGER = "replicate_time.json"  # in rep<r>/: every invocation's time on it (Stopwatch)
 DEFAULT_WORKDIR = "runs/study"
 MARKER = ".emenet-study"  # in every study folder
 
@@ -85,7 +84,7 @@ def run_replicate(cfg: TrainConfig) -> dict:
         if info.get("generations") == cfg.generations:  # else: extended by generations, go on
             return info
     resumed = os.path.exists(folder.config_path)
-    with Stopwatch(folder.path(TIME_LEDGER)) as watch:
+    with Stopwatch(folder.path(REPLICATE_TIME)) as watch:
         result = job.run_job(cfg, evaluate=True, export=False)
     if "metrics" not in result:
         raise RunError(f"{cfg.workdir}: only {result['generations_complete']} generation(s) complete")
