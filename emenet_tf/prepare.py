@@ -10,7 +10,7 @@ cropped by the device's own code (``edge.faces.FaceDetector``: BlazeFace, and th
 ``edge.align``, ``CROP_SIZE`` pixels a side), so a model trained on these crops sees faces the way
 it will see them on the device. A photograph with several faces gives the most confident one (its
 label is one label; the others are counted). DIR gets:
-  crops/<the photo's relative path>.jpg   the aligned crops (JPEG quality CROP_JPEG_QUALITY)
+  crops/<the photo's relative path>.jpg   the aligned crops (JPEG quality crops.CROP_JPEG_QUALITY)
   labels.csv                              one row per face kept: ``path`` (relative to DIR), the input's
                                           label columns as they were, ``source`` (the photograph) and
                                           ``face_score`` (the detector's confidence); a video: ``frame``
@@ -32,7 +32,7 @@ import numpy as np
 from edge.align import CROP_SIZE
 from edge.faces import FaceDetector
 from edge.images import IMAGE_EXTENSIONS, load_image, to_rgb_uint8
-from emenet_tf.data.readers.crops import CROP_JPEG_QUALITY
+from emenet_tf.data.readers import crops
 from emenet_tf.errors import DataError
 from emenet_tf.io import atomic_path, atomic_write_json, atomic_write_text
 
@@ -115,11 +115,12 @@ class Preparation:
         out_rel = os.path.join(CROPS, os.path.splitext(rel)[0] + ".jpg")
         path = os.path.join(self.out_dir, out_rel)
         crop = face.crop(rgb, CROP_SIZE)
-        ok, data = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-        if not ok:
-            raise DataError("JPEG encoding failed", path=path)
+        try:
+            data = crops.encode(out_rel, crop)
+        except ValueError:
+            raise DataError("JPEG encoding failed", path=path) from None
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            f.write(data.tobytes())
+            f.write(data)
         return out_rel
 
     def photos(self, input_path: str) -> None:

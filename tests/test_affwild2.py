@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emenet_tf.data import affwild2
+from emenet_tf.data.readers import common
 from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.labels import AU_HEADER, EXPR_HEADER, VA_HEADER
 
@@ -137,7 +138,9 @@ def test_crlf_whitespace_and_six_digit_frames(tmp_path):
     index = affwild2.load_split(str(root), "train")
     np.testing.assert_array_equal(index.va, [[0.5, 0.5], [0.25, -0.5]])
     np.testing.assert_array_equal(index.expr, [1, 2])
-    frames, names = affwild2._image_files(str(root / "cropped_aligned" / "v"), "v", affwild2._Skips())
+    frames, names = affwild2._image_files(
+        str(root / "cropped_aligned" / "v"), "v", common.Skips(affwild2.SKIP_REASONS)
+    )
     assert frames.tolist() == [1, 2] and names.tolist() == ["00001.jpg", "00002.jpg"]
 
 

@@ -18,13 +18,12 @@ an image. Strings are object arrays: ``video`` rows share one str per video (8 b
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
-from absl import logging
 
-from emenet_tf.data.index import FrameIndex
+from emenet_tf.data.index import FrameIndex, object_array
+from emenet_tf.data.readers import common
 from emenet_tf.errors import ConfigError, DataError
 from emenet_tf.labels import (
     ANNOTATION_DIR,
@@ -61,22 +60,6 @@ _RULES = {
     "expr": "label must be an integer in 0..6 or -1 (missing)",
     "va": "value must be in [-1, 1] or -5 (missing)",
 }
-_NUM_EXAMPLES = 3  # examples kept (and quoted in the warning) per skip reason
-
-
-class _Skips:
-    """What the reader left out: a count per SKIP_REASONS key and the first few examples of each."""
-
-    def __init__(self):
-        self.counts = dict.fromkeys(SKIP_REASONS, 0)
-        self.examples: dict[str, list[str]] = {reason: [] for reason in SKIP_REASONS}
-
-    def add(self, reason: str, count: int, examples=()) -> None:
-        """Count ``count`` more; keep examples (an iterable, read lazily) up to _NUM_EXAMPLES."""
-        if count:
-            self.counts[reason] += count
-            room = _NUM_EXAMPLES - len(self.examples[reason])
-            self.examples[reason].extend(itertools.islice(examples, max(room, 0)))
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -109,7 +92,7 @@ def load_split(
     if not files:
         where = os.path.join(data_dir, ANNOTATION_DIR, "{AU_Set,EXPR_Set,VA_Set}", SPLITS[split])
         raise DataError(f"no annotation files for split {split!r} (looked for {where}/*.txt)")
-    skips = _Skips()
+    skips = common.Skips(SKIP_REASONS)
     if check_images:
         _count_unannotated(data_dir, annotated, skips)
     other_splits = set().union(*(videos for s, videos in annotated.items() if s != split))
@@ -120,7 +103,7 @@ def load_split(
             parts.append(part)
     index = _build_index(data_dir, split, parts, skips, other_splits)
     index.validate()
-    _warn_skips(data_dir, split, skips)
+    common.warn("Aff-Wild2", split, data_dir, skips)
     return index
 
 
@@ -167,7 +150,7 @@ def _annotation_files(data_dir: str, split: str) -> dict[str, dict[str, str]]:
     return files
 
 
-def _count_unannotated(data_dir: str, annotated: dict, skips: _Skips) -> None:
+def _count_unannotated(data_dir: str, annotated: dict, skips: common.Skips) -> None:
     """Count image folders annotated in no split, and loose files, in cropped_aligned/."""
     folders, loose = [], []
     for entry in os.scandir(os.path.join(data_dir, IMAGE_DIR)):
@@ -290,7 +273,7 @@ def _parse_line(line: str, path: str, lineno: int, task: str) -> tuple[DataError
     return None, row
 
 
-def _image_files(folder: str, video: str, skips: _Skips) -> tuple[np.ndarray, np.ndarray]:
+def _image_files(folder: str, video: str, skips: common.Skips) -> tuple[np.ndarray, np.ndarray]:
     """(frame numbers, file names) of the frame images in ``folder``: one listdir, no stat.
 
     A frame image is <digits>.jpg or .jpeg in any case; other names (hidden files aside) are
@@ -306,7 +289,7 @@ def _image_files(folder: str, video: str, skips: _Skips) -> tuple[np.ndarray, np
             others.append(name)
     skips.add("not_frame_image", len(others), (f"{IMAGE_DIR}/{video}/{n}" for n in sorted(others)))
     frames = np.array(frames, dtype=np.int64)
-    names = _shared_strings(names)
+    names = object_array(names)
     order = np.argsort(frames, kind="stable")
     frames, names = frames[order], names[order]
     same = np.flatnonzero(frames[1:] == frames[:-1])
@@ -318,18 +301,9 @@ def _image_files(folder: str, video: str, skips: _Skips) -> tuple[np.ndarray, np
     return frames, names
 
 
-def _warn_skips(data_dir: str, split: str, skips: _Skips) -> None:
-    """One warning for the split: each reason's count, meaning and first examples."""
-    clauses = [
-        f"{n} {SKIP_REASONS[reason]} (e.g. {'; '.join(skips.examples[reason])})"
-        for reason, n in skips.counts.items()
-        if n
-    ]
-    if clauses:
-        logging.warning("Aff-Wild2 %s split of %s: skipped %s", split, data_dir, ", ".join(clauses))
-
-
-def _build_index(data_dir: str, split: str, parts: list, skips: _Skips, other_splits: set) -> FrameIndex:
+def _build_index(
+    data_dir: str, split: str, parts: list, skips: common.Skips, other_splits: set
+) -> FrameIndex:
     """Merge per-video labels into one FrameIndex; drop unlabelled and imageless frames (counted)."""
     lengths = [max(len(v) for v in labels.values()) for _, labels, _ in parts]
     raw = _merged_labels(parts, lengths)
@@ -350,7 +324,7 @@ def _build_index(data_dir: str, split: str, parts: list, skips: _Skips, other_sp
         data_dir=data_dir,
         split=split,
         paths=_paths(parts, video_id, frame),
-        video=_shared_strings(names)[video_id],
+        video=object_array(names)[video_id],
         frame=frame,
         au=np.maximum(au, 0).astype(np.float32),
         au_mask=(au != AU_MISSING).astype(np.float32),
@@ -379,7 +353,7 @@ def _merged_labels(parts: list, lengths: list) -> dict:
     return raw
 
 
-def _has_image(parts: list, lengths: list, skips: _Skips, other_splits: set) -> np.ndarray:
+def _has_image(parts: list, lengths: list, skips: common.Skips, other_splits: set) -> np.ndarray:
     """(frames,) bool: the frame has an image. Counts images after a video's last annotation line.
 
     Images of a video that the other split annotates too are not counted: they may be its frames.
@@ -398,13 +372,6 @@ def _has_image(parts: list, lengths: list, skips: _Skips, other_splits: set) -> 
                 skips.add("no_label_line", outside.size, (f"{IMAGE_DIR}/{video}/{f}" for f in outside))
         start += n
     return has_image
-
-
-def _shared_strings(names: list) -> np.ndarray:
-    """(V,) object array of ``names``: indexing it repeats references, 8 bytes a row."""
-    out = np.empty(len(names), dtype=object)
-    out[:] = names
-    return out
 
 
 def _paths(parts: list, video_id: np.ndarray, frame: np.ndarray) -> np.ndarray:

@@ -15,6 +15,13 @@ import numpy as np
 from emenet_tf.labels import NUM_AU, NUM_EXPR, TASKS
 
 
+def object_array(values) -> np.ndarray:
+    """(N,) object array of ``values`` (strings): indexing it repeats references, 8 bytes a row."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
 @dataclasses.dataclass
 class FrameIndex:
     """Frames of one split, sorted by (video, frame).
@@ -150,21 +157,16 @@ def concat(indices: dict[str, FrameIndex]) -> FrameIndex:
                 np.zeros((len(p), *fill_shape), np.float32) if v is None else v
                 for p, v in zip(parts, values, strict=True)
             ]
-        return np.concatenate(values) if values else values
-
-    def shared(values: list) -> np.ndarray:
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
+        return np.concatenate(values)
 
     labels = list(indices)
     video = np.concatenate(
-        [shared([f"{label}/{v}" for v in p.video.tolist()]) for label, p in indices.items()]
+        [object_array([f"{label}/{v}" for v in p.video.tolist()]) for label, p in indices.items()]
     )
     paths = np.concatenate(
-        [shared([os.path.join(p.data_dir, q).lstrip("/") for q in p.paths.tolist()]) for p in parts]
+        [object_array([os.path.join(p.data_dir, q).lstrip("/") for q in p.paths.tolist()]) for p in parts]
     )
-    source = np.repeat(shared(labels), n)
+    source = np.repeat(object_array(labels), n)
     skipped, examples = {}, {}
     for label, p in indices.items():
         for reason, count in p.skipped.items():

@@ -114,8 +114,6 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
         rows["split"],
         skips,
         rows["rel"],
-        [common.stem(r) for r in rows["rel"]],
-        np.ones(len(rows["rel"]), np.int32),
         expr=rows["expr"],
         expr_mask=rows["expr_mask"],
         va=rows["va"],

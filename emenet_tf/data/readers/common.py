@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 from absl import logging
 
-from emenet_tf.data.index import FrameIndex
+from emenet_tf.data.index import FrameIndex, object_array
 from emenet_tf.errors import DataError
 from emenet_tf.labels import NUM_AU, NUM_EXPR
 
@@ -112,6 +112,16 @@ def bad_line(error: DataError, skips: Skips, skip_bad_labels: bool) -> None:
     skips.add(BAD_LINE, 1, [str(error)])
 
 
+def text_lines(path: str):
+    """(line number from 1, stripped text) of each non-blank line of a text label file (UTF-8, a BOM
+    dropped, undecodable bytes replaced so that the line is named, not the decoder)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.strip()
+            if text:
+                yield line_no, text
+
+
 def relative_path(value: str) -> str | None:
     """``value`` as a clean relative path ('/' separators, backslashes read as separators), or None
     when it is empty, absolute (also 'C:...') or leaves its root through '..'. Lexical only: a
@@ -193,18 +203,10 @@ def group_splits(groups, path: str, how: str) -> dict[str, str]:
 def rule_split(groups, path: str, how: str) -> np.ndarray:
     """(N,) object array of "train" / "validation" per row of ``groups`` (``group_splits``)."""
     splits = group_splits(groups, path, how)
-    out = np.empty(len(groups), dtype=object)
-    out[:] = [splits[str(g)] for g in groups]
-    return out
+    return object_array([splits[str(g)] for g in groups])
 
 
 # ---------------------------------------------------------------- building the index
-
-
-def _objects(values) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
 
 
 def _labels(n: int, columns: dict) -> dict:
@@ -222,11 +224,20 @@ def _labels(n: int, columns: dict) -> dict:
 
 
 def build_splits(
-    data_dir: str, dataset: str, path: str, row_split, skips: dict, paths, video, frame, **labels
+    data_dir: str,
+    dataset: str,
+    path: str,
+    row_split,
+    skips: dict,
+    paths,
+    video=None,
+    frame=None,
+    **labels,
 ) -> dict[str, FrameIndex]:
     """{"train", "validation"} FrameIndex of the rows, each sorted by (video, frame); one warning a split.
 
     row_split: (N,) "train" / "validation"; paths (relative to ``data_dir``), video, frame: (N,);
+    video None: each image its own video, named by its path less the extension; frame None: all 1;
     labels: any of au, au_mask, expr, expr_mask, va, va_mask, expr_dist ((N, ...) arrays; absent:
     0 and masked; expr_dist None: the dataset has no annotator distributions). DataError when no
     row is left at all; ValueError (a programming error) when (video, frame) repeats.
@@ -234,8 +245,8 @@ def build_splits(
     row_split = np.asarray(row_split, dtype=object).astype(str)
     n = len(row_split)
     columns = _labels(n, labels)
-    video = np.asarray(video, dtype=object).astype(str)
-    frame = np.asarray(frame, np.int32)
+    video = np.asarray([stem(p) for p in paths] if video is None else video, dtype=object).astype(str)
+    frame = np.ones(n, np.int32) if frame is None else np.asarray(frame, np.int32)
     if n == 0:
         totals = {r: sum(s.counts[r] for s in skips.values()) for r in next(iter(skips.values())).counts}
         left = ", ".join(f"{k} {v}" for k, v in totals.items() if v) or "nothing"
@@ -257,8 +268,8 @@ def _index(data_dir, split, rows, paths, video, frame, columns, skips: Skips) ->
     index = FrameIndex(
         data_dir=data_dir,
         split=split,
-        paths=_objects(np.asarray(paths, dtype=object)[rows]),
-        video=_objects(v),
+        paths=object_array(np.asarray(paths, dtype=object)[rows]),
+        video=object_array(v),
         frame=f,
         au=columns["au"][rows],
         au_mask=columns["au_mask"][rows],

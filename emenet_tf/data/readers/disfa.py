@@ -140,23 +140,20 @@ def _labels(path: str, subject: str, skips, skip_bad_labels: bool) -> dict:
 def _read_au_file(path: str, skips, skip_bad_labels: bool) -> tuple[np.ndarray, np.ndarray]:
     """(frames, intensities) of one SNxxx_au<N>.txt; bad lines raise or are counted."""
     frames, values, seen = [], [], {}
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        for line_no, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            error = _check_line(text, path, line_no, seen)
-            if error is not None:
-                common.bad_line(error, skips, skip_bad_labels)
-                continue
-            frame, intensity = (int(v) for v in text.split(","))
-            seen[frame] = line_no
-            frames.append(frame)
-            values.append(intensity)
+    for line_no, text in common.text_lines(path):
+        parsed = _parse_line(text, path, line_no, seen)
+        if isinstance(parsed, DataError):
+            common.bad_line(parsed, skips, skip_bad_labels)
+            continue
+        frame, intensity = parsed
+        seen[frame] = line_no
+        frames.append(frame)
+        values.append(intensity)
     return np.array(frames, np.int64), np.array(values, np.int64)
 
 
-def _check_line(text: str, path: str, line: int, seen: dict) -> DataError | None:
+def _parse_line(text: str, path: str, line: int, seen: dict) -> tuple[int, int] | DataError:
+    """(frame, intensity) of one line, or a DataError naming it."""
     fields = [v.strip() for v in text.split(",")]
     if len(fields) != 2 or not all(v.isdigit() and v.isascii() for v in fields):
         return DataError("expected 'frame,intensity' (two non-negative integers)", path, line, text)
@@ -167,7 +164,7 @@ def _check_line(text: str, path: str, line: int, seen: dict) -> DataError | None
         return DataError(f"intensity must be 0-{MAX_INTENSITY}", path, line, text)
     if frame in seen:
         return DataError(f"frame {frame} listed twice (first on line {seen[frame]})", path, line, text)
-    return None
+    return frame, intensity
 
 
 # ---------------------------------------------------------------- frames and faces

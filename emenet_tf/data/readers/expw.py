@@ -81,7 +81,6 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
         pending.resolve(splits),
         rel,
         [common.stem(r[len(IMAGES) + 1 :]) for r in rel],
-        np.ones(len(kept), np.int32),
         expr=target[np.array([f["label"] for f in kept], np.int64)],
         expr_mask=np.ones(len(kept), np.float32),
     )
@@ -90,22 +89,18 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
 def _parse(path: str, pending: common.PendingSkips, skip_bad_labels: bool) -> list[dict]:
     """The good faces of label.lst, in file order (duplicates counted); bad lines raise or are counted."""
     faces, seen = [], {}
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            face = _face(fields, path, line_no)
-            if isinstance(face, DataError):
-                common.bad_line(face, pending.of(None), skip_bad_labels)
-                continue
-            key = (face["image"], face["face_id"])
-            if key in seen:
-                example = f"line {line_no} (first: line {seen[key]})"
-                pending.add(face["image"], "duplicate_face", 1, [example])
-                continue
-            seen[key] = line_no
-            faces.append(face)
+    for line_no, text in common.text_lines(path):
+        face = _face(text.split(), path, line_no)
+        if isinstance(face, DataError):
+            common.bad_line(face, pending.of(None), skip_bad_labels)
+            continue
+        key = (face["image"], face["face_id"])
+        if key in seen:
+            example = f"line {line_no} (first: line {seen[key]})"
+            pending.add(face["image"], "duplicate_face", 1, [example])
+            continue
+        seen[key] = line_no
+        faces.append(face)
     return faces
 
 

@@ -62,7 +62,8 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
     if ruled.any() and not (split == "validation").any():  # train.csv without a labelled test.csv
         groups = [common.stem(r) for (r, _, s) in rows if s is None]
         split[ruled] = common.rule_split(groups, path, HOW_TO_SPLIT)
-    split[ruled & (split == None)] = "train"  # noqa: E711 (elementwise)
+    else:  # the rows without a split are train.csv's, beside a labelled test.csv (or none at all)
+        split[ruled] = "train"
     rel = [r for r, _, _ in rows]
     return common.build_splits(
         work_dir,
@@ -71,8 +72,6 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
         split,
         skips,
         rel,
-        [common.stem(r) for r in rel],
-        np.ones(len(rel), np.int32),
         expr=np.array([e for _, e, _ in rows], np.int32),
         expr_mask=np.ones(len(rel), np.float32),
     )

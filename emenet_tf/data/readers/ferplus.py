@@ -78,10 +78,12 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
     keep = _select(table, skips)
     source = pixels_csv(path)
     prep = crops.Preparation(work_dir, ".prepared.json", [labels, source])
-    written = _write_pixels(source, table, keep, prep, skips, skip_bad_labels)
+    rel = {
+        i: f"{FOLDERS[table['split'][i]]}/{common.stem(table['name'][i])}.png" for i in np.flatnonzero(keep)
+    }
+    written = _write_pixels(source, table, rel, prep, skips, skip_bad_labels)
     rows = np.flatnonzero(keep & written)
     split = table["split"][rows]
-    rel = [f"{FOLDERS[s]}/{common.stem(n)}.png" for s, n in zip(split, table["name"][rows], strict=True)]
     dist = table["dist"][rows]
     return common.build_splits(
         work_dir,
@@ -89,9 +91,7 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
         path,
         split,
         skips,
-        rel,
-        [common.stem(r) for r in rel],
-        np.ones(len(rows), np.int32),
+        [rel[i] for i in rows],
         expr=np.argmax(dist, axis=1),
         expr_mask=np.ones(len(rows), np.float32),
         expr_dist=dist,
@@ -190,14 +190,12 @@ def _select(table: dict, skips: dict) -> np.ndarray:
     return keep
 
 
-def _write_pixels(source: str, table: dict, keep: np.ndarray, prep, skips, skip_bad_labels) -> np.ndarray:
-    """(rows,) bool: the kept rows whose PNG is there. Streams fer2013.csv once (not at all when the
-    preparation is complete); DataError when its row count differs from fer2013new.csv's."""
-    n = len(keep)
+def _write_pixels(source: str, table: dict, rel: dict, prep, skips, skip_bad_labels) -> np.ndarray:
+    """(rows,) bool: the kept rows (``rel``: row -> its PNG's path) whose PNG is there. Streams
+    fer2013.csv once (not at all when the preparation is complete); DataError when its row count
+    differs from fer2013new.csv's."""
+    n = len(table["split"])
     written = np.zeros(n, bool)
-    rel = {
-        i: f"{FOLDERS[table['split'][i]]}/{common.stem(table['name'][i])}.png" for i in np.flatnonzero(keep)
-    }
     if not prep.complete:  # a complete preparation checked the row counts of these very files
         count = 0
         rows = fer2013.rows(source)

@@ -343,8 +343,6 @@ def _read_csv(path: str, skip_bad_labels: bool) -> dict[str, FrameIndex]:
         [splits[k] for k in key[rows]],
         pending.resolve(splits),
         paths,
-        [common.stem(p) for p in paths],
-        np.ones(len(rows), np.int32),
         **{k: v[rows] for k, v in labels.items()},
     )
 

@@ -40,8 +40,8 @@ def read_tree(path: str, skip_bad_labels: bool) -> dict[str, FrameIndex]:
     rel = [f for f, _, _ in found]
     if ruled:
         how = "put the class folders in train/ and validation/"
-        splits = common.group_splits([common.stem(r) for r in rel], path, how)
         key = [common.stem(r) for r in rel]
+        splits = common.group_splits(key, path, how)
     else:
         splits = {s: s for s in common.SPLITS}
         key = [s for _, _, s in found]
@@ -52,8 +52,6 @@ def read_tree(path: str, skip_bad_labels: bool) -> dict[str, FrameIndex]:
         [splits[k] for k in key],
         pending.resolve(splits),
         rel,
-        [common.stem(r) for r in rel],
-        np.ones(len(rel), np.int32),
         expr=np.array([e for _, e, _ in found], np.int32),
         expr_mask=np.ones(len(rel), np.float32),
     )

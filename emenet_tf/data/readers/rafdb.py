@@ -62,7 +62,6 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
         skips,
         [rel[i] for i in keep],
         [names[i][: -len(".jpg")] for i in keep],
-        np.ones(len(keep), np.int32),
         expr=target[np.asarray(labels, np.int64)[keep] - 1],
         expr_mask=np.ones(len(keep), np.float32),
     )
@@ -71,24 +70,22 @@ def read(path: str, work_dir: str, skip_bad_labels: bool = False) -> dict[str, F
 def _parse(path: str, skips: dict, skip_bad_labels: bool) -> tuple[list, list, list, list]:
     """(names, labels 1-7, splits, line numbers) of the good lines; bad ones raise or are counted."""
     names, labels, splits, lines, seen = [], [], [], [], {}
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            error = _check(fields, path, line_no, seen)
-            if error is not None:
-                common.bad_line(error, skips["train"], skip_bad_labels)
-                continue
-            seen[fields[0]] = line_no
-            names.append(fields[0])
-            labels.append(int(fields[1]))
-            splits.append(_SPLIT[_NAME.match(fields[0]).group(1)])
-            lines.append(line_no)
+    for line_no, text in common.text_lines(path):
+        parsed = _parse_line(text.split(), path, line_no, seen)
+        if isinstance(parsed, DataError):
+            common.bad_line(parsed, skips["train"], skip_bad_labels)
+            continue
+        name, label, split = parsed
+        seen[name] = line_no
+        names.append(name)
+        labels.append(label)
+        splits.append(split)
+        lines.append(line_no)
     return names, labels, splits, lines
 
 
-def _check(fields: list, path: str, line: int, seen: dict) -> DataError | None:
+def _parse_line(fields: list, path: str, line: int, seen: dict) -> tuple[str, int, str] | DataError:
+    """(image name, label 1-7, split) of one line's fields, or a DataError naming the bad value."""
     if len(fields) != 2:
         return DataError(
             f"expected 2 space-separated fields (image label), got {len(fields)}",
@@ -97,10 +94,11 @@ def _check(fields: list, path: str, line: int, seen: dict) -> DataError | None:
             " ".join(fields),
         )
     name, label = fields
-    if not _NAME.match(name):
+    matched = _NAME.match(name)
+    if not matched:
         return DataError("image name must be train_<digits>.jpg or test_<digits>.jpg", path, line, name)
     if not (label.isdigit() and label.isascii() and 1 <= int(label) <= 7):
         return DataError("label must be an integer 1-7", path, line, label)
     if name in seen:
         return DataError(f"image listed twice (first on line {seen[name]})", path, line, name)
-    return None
+    return name, int(label), _SPLIT[matched.group(1)]
