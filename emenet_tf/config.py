@@ -219,6 +219,14 @@ class TrainConfig:
         """The datasets ``--data`` names, in order."""
         return sources.parse(self.data)
 
+    def uses_benchmark(self) -> bool:
+        """``--data`` names the synthetic benchmark."""
+        return any(s.name == sources.SYNTHETIC for s in self.sources())
+
+    def uses_real_data(self) -> bool:
+        """``--data`` names a dataset other than the synthetic benchmark."""
+        return any(s.name != sources.SYNTHETIC for s in self.sources())
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -264,14 +272,6 @@ PRESETS = {
 }
 
 
-def field_defaults() -> dict:
-    """{field name: default} of TrainConfig (the flags' defaults); ``synthetic``: SyntheticConfig()."""
-    return {
-        f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
-        for f in dataclasses.fields(TrainConfig)
-    }
-
-
 def make_config(preset: str = "demo", **explicit) -> TrainConfig:
     """A config from a preset's values, overridden by ``explicit`` values (e.g. flags given)."""
     if preset not in PRESETS:
@@ -301,7 +301,7 @@ def differences(saved: dict, cfg: TrainConfig) -> dict:
     saved = flat(retired.upgrade(dict(saved), "config.json"))
     defaults = flat(TrainConfig().to_dict())
     new = flat(cfg.to_dict())
-    uses_benchmark = any(s.name == sources.SYNTHETIC for s in cfg.sources())
+    uses_benchmark = cfg.uses_benchmark()
     out = {}
     for name, value in new.items():
         if name in RESUMABLE or (name.startswith("synthetic_") and not uses_benchmark):

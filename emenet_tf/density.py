@@ -23,7 +23,7 @@ import zipfile
 import numpy as np
 
 from emenet_tf.errors import RunError
-from emenet_tf.io import atomic_save_npz
+from emenet_tf.io import atomic_save_npz, short_reason
 
 # The layers whose outputs are the features: two early stages, spatially averaged. OOD AUROC of
 # the Dirichlet students of three default runs, mean (per run): block1 + block2 (96 features for
@@ -96,7 +96,7 @@ class GaussianDensity:
             with np.load(path) as data:
                 return cls(tuple(str(n) for n in data["layers"]), data["m"], data["w"], data["v"], data["c"])
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            reason = short_reason(err)
             raise RunError(f"{path}: unreadable feature density ({reason})") from None
 
 

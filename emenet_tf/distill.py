@@ -26,7 +26,7 @@ from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.errors import ConfigError, DataError, RunError
 from emenet_tf.inference import to_logits
-from emenet_tf.io import atomic_save_npz, atomic_write_json
+from emenet_tf.io import atomic_save_npz, atomic_write_json, short_reason
 from emenet_tf.labels import TASKS
 from emenet_tf.models import input_size
 from emenet_tf.rundir import DIRICHLET, RunDir
@@ -84,8 +84,10 @@ def make_soft_labels(
     folder = run.generation_dir(generation)
     names = TASKS + (tuple(pipeline.MEMBER_LOGITS.values()) if members else ())
     with locks.hold(os.path.join(folder, ".soft_labels.lock"), f"{path}", wait=True):
-        if os.path.exists(path) and _holds(path, names):
-            return load_soft_labels(path, train_index, names)
+        stored = _read_whole(path, names) if os.path.exists(path) else None
+        if stored is not None:
+            _check_frames(stored.pop("keys"), train_index, path)
+            return stored
         remove_stale_temporaries(folder)
         models = [run.load_member(cfg, generation, k) for k in range(cfg.ensemble_size)]
         size = input_size(cfg.model, cfg.image_size)
@@ -113,33 +115,35 @@ def calibrate_teacher(cfg: TrainConfig, generation: int, models, probs: dict, va
     return calibration.calibrate(probs, scaler)
 
 
-def _holds(path: str, names) -> bool:
-    """Whether the stored soft labels at ``path`` can be used: every array ``names`` reads back
-    whole. A file cut short or otherwise unreadable is named in one warning and recomputed (False);
-    one made for other frames is refused by ``load_soft_labels``."""
+def _read_whole(path: str, names) -> dict | None:
+    """The arrays ``names`` and "keys" of the stored soft labels at ``path``, each read back whole, or
+    None when the file lacks one (it predates them) or is cut short or otherwise unreadable (named in
+    one warning): then they are recomputed. One made for other frames is refused by ``_check_frames``."""
     try:
         with np.load(path) as data:
             if not all(k in data.files for k in names):
-                return False
-            for k in (*names, "keys"):
-                data[k]  # noqa: B018  (reads the array whole: a cut file fails here)
+                return None
+            return {k: data[k] for k in (*names, "keys")}  # a cut file fails here
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        reason = short_reason(err)
         logging.warning("%s is unreadable (%s): recomputing the soft labels", path, reason)
-        return False
-    return True
+        return None
+
+
+def _check_frames(keys: np.ndarray, index: FrameIndex, path: str) -> None:
+    """DataError unless the soft labels' frame ``keys`` are exactly the frames of ``index``."""
+    if keys.shape[0] != len(index) or not np.array_equal(keys, index.keys()):
+        raise DataError(
+            f"soft labels were made for {keys.shape[0]} other frames than the "
+            f"{len(index)} training frames now indexed; delete it to recompute",
+            path=path,
+        )
 
 
 def load_soft_labels(path: str, index: FrameIndex, names=TASKS) -> dict:
     """Soft labels ``names`` stored at ``path``, checked to belong to exactly the frames of ``index``."""
     with np.load(path) as data:
-        keys = data["keys"]
-        if keys.shape[0] != len(index) or not np.array_equal(keys, index.keys()):
-            raise DataError(
-                f"soft labels were made for {keys.shape[0]} other frames than the "
-                f"{len(index)} training frames now indexed; delete it to recompute",
-                path=path,
-            )
+        _check_frames(data["keys"], index, path)
         return {k: data[k] for k in names}
 
 

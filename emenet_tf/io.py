@@ -43,6 +43,12 @@ def atomic_path(path: str):
             os.remove(tmp)
 
 
+def short_reason(err: BaseException, limit: int = 160) -> str:
+    """Why ``err`` happened, on one line of at most ``limit`` characters (TensorFlow's errors: their
+    ``message``, without the op's traceback); its type's name when it says nothing."""
+    return " ".join(str(getattr(err, "message", err)).split())[:limit] or type(err).__name__
+
+
 def describe_os_error(err: BaseException) -> str:
     """A short reason for a failed write: 'No space left on device', 'Permission denied', ..."""
     reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:200]

@@ -119,14 +119,10 @@ def save_config(cfg: TrainConfig) -> None:
     cfg.save(run.config_path)
 
 
-def uses_benchmark(cfg: TrainConfig) -> bool:
-    return any(s.name == sources.SYNTHETIC for s in cfg.sources())
-
-
 def ensure_data(cfg: TrainConfig) -> None:
     """The synthetic benchmark, generated once into the run folder when ``--data`` names it."""
     run = RunDir(cfg.workdir)
-    if not uses_benchmark(cfg):
+    if not cfg.uses_benchmark():
         return
     from emenet_tf.data import synthetic
 
@@ -142,9 +138,7 @@ def ensure_data(cfg: TrainConfig) -> None:
 def load_data(cfg: TrainConfig):
     """Index both splits of every dataset; write what was indexed and skipped to ``data_summary.json``."""
     run = RunDir(cfg.workdir)
-    splits, summary = sources.load_splits(
-        cfg.sources(), run.synthetic_dir, run.prepared_dir, cfg.skip_bad_labels, cfg.train_resample_seed
-    )
+    splits, summary = run.load_splits(cfg)
     atomic_write_json(run.data_summary_path, summary)
     for name, counts in summary.items():
         logging.info("%s split: %s", name, json.dumps(counts))

@@ -45,7 +45,7 @@ def _holds(ok) -> str:
 def claim_lines(result: dict, generations: int) -> list[str]:
     """The claims checked on this run's numbers: one plain sentence each."""
     tasks = trained(result)
-    has_dirichlet = "dirichlet_density" in result.get("methods", {})
+    has_dirichlet = claims_lib.DIRICHLET in result.get("methods", {})
     out = []
     if generations < 2:
         out.append(

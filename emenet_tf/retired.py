@@ -22,7 +22,6 @@ FLAGS = {
     f"target was never measured better ({_RESEARCH})",
     "ood_score": "ensembles and MC Dropout are scored by their epistemic uncertainty (mutual "
     f"information); the total-uncertainty score was a diagnostic ({_RESEARCH})",
-    "data_dir": "--data affwild2:PATH (--data_dir PATH is still read as that)",
     "quantize": "int8 models keep their task heads and post-processing float (the one mode left; "
     f"fully int8 post-processing flipped near-tie decisions, {_RESEARCH})",
     "float_backbone": "export keeps leading backbone stages float only when int8 misses a parity target "
@@ -53,7 +52,7 @@ def refused_flags(argv: list[str]) -> str | None:
             continue
         name, _, value = arg.lstrip("-").partition("=")
         bare = name[2:] if name.startswith("no") and name[2:] in FLAGS else name
-        if bare in FLAGS and bare != "data_dir":
+        if bare in FLAGS:
             return f"--{bare} was retired: {FLAGS[bare]}"
         if (name, value) in VALUES:
             return f"--{name}={value} was retired: use {VALUES[(name, value)]}"

@@ -31,6 +31,7 @@ from absl import logging
 
 from emenet_tf.config import TrainConfig
 from emenet_tf.errors import RunError
+from emenet_tf.io import short_reason
 from emenet_tf.labels import TASKS
 
 CONFIG = "config.json"
@@ -155,7 +156,7 @@ class RunDir:
             try:
                 read(path)
             except (OSError, ValueError, KeyError, RuntimeError) as err:
-                reason = " ".join(str(err).split())[:160] or type(err).__name__
+                reason = short_reason(err)
                 logging.warning("%s is unreadable (%s): generation %d member %s trains again", path, reason,
                                 generation, member)  # fmt: skip
                 os.remove(done)
@@ -197,6 +198,15 @@ class RunDir:
 
     # ------------------------------------------------------------ reading a run
 
+    def load_splits(self, cfg: TrainConfig) -> tuple[dict, dict]:
+        """({"train", "validation"} over every dataset of ``cfg``'s --data, what was indexed and
+        skipped), read the way training reads them (the benchmark and prepared crops in this folder)."""
+        from emenet_tf.data import sources
+
+        return sources.load_splits(
+            cfg.sources(), self.synthetic_dir, self.prepared_dir, cfg.skip_bad_labels, cfg.train_resample_seed
+        )
+
     def trained_tasks(self) -> tuple[str, ...]:
         """The tasks the run's training split labels (data_summary.json; a run indexed before it
         recorded them: all three). Only these are trained, distilled, evaluated and exported."""
@@ -235,7 +245,7 @@ class RunDir:
         try:
             net.load_weights(path)
         except (OSError, ValueError, KeyError) as err:
-            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            reason = short_reason(err, 200)
             raise RunError(f"{path}: cannot read the member's weights ({reason})") from None
         return net
 

@@ -15,6 +15,7 @@ import sys
 from absl import flags, logging
 
 from emenet_tf.cli.flags import config_from_flags, define_config_flags, error
+from emenet_tf.study.render import fmt, fmt_ci
 from emenet_tf.study.runner import DEFAULT_REPLICATES, DEFAULT_WORKDIR
 
 FLAGS = flags.FLAGS
@@ -30,14 +31,6 @@ def define_flags() -> None:
         "Independent replicates K (each its own data and seeds).",
         lower_bound=1,
     )
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _ci(ci) -> str:
-    return "undefined (K=1)" if ci[0] is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
 def main(argv) -> int:
@@ -66,7 +59,7 @@ def main(argv) -> int:
     held = sum(c["holds"] for c in study["claims"])
     print(f"study: {held} of {len(study['claims'])} claims hold; see {os.path.join(workdir, 'claims.md')}")
     for c in study["claims"]:
-        print(f"  {c['name']:45s} {c['task']:5s} mean {_fmt(c['mean'])} CI {_ci(c['ci95'])} "
+        print(f"  {c['name']:45s} {c['task']:5s} mean {fmt(c['mean'])} CI {fmt_ci(c['ci95'])} "
               f"{'HOLDS' if c['holds'] else 'does not hold'}")  # fmt: skip
     return 0
 

@@ -125,9 +125,7 @@ def _truth_rows(truth: dict, prefix: str, folder: str, index: FrameIndex) -> dic
 
 def validation_index(run: RunDir, cfg: TrainConfig) -> FrameIndex:
     """The run's validation split over every dataset of ``--data`` (read as training read it)."""
-    splits, _ = sources.load_splits(
-        cfg.sources(), run.synthetic_dir, run.prepared_dir, cfg.skip_bad_labels, cfg.train_resample_seed
-    )
+    splits, _ = run.load_splits(cfg)
     return splits["validation"]
 
 

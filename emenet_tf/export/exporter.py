@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from emenet_tf import locks
-from emenet_tf.data import pipeline, sources
+from emenet_tf.data import pipeline
 from emenet_tf.data.index import FrameIndex
 from emenet_tf.density import GaussianDensity
 from emenet_tf.errors import ConfigError, ExportError, RunError, WriteError
@@ -76,9 +76,7 @@ def export_run(
         raise ConfigError(
             "--qat_epochs: quantization-aware training of temporal (GRU) models is not supported"
         )
-    splits, _ = sources.load_splits(
-        cfg.sources(), run.synthetic_dir, run.prepared_dir, cfg.skip_bad_labels, cfg.train_resample_seed
-    )
+    splits, _ = run.load_splits(cfg)
     image_size = input_size(cfg.model, cfg.image_size)
     untrained = tuple(t for t in TASKS if t not in run.trained_tasks())
     common = dict(allow_degraded=allow_degraded, float_backbone_max=float_backbone_max, untrained=untrained)

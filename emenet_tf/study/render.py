@@ -27,12 +27,14 @@ def machine() -> dict:
     return {"cpu": model, "cores": usable, "cpu_count": os.cpu_count(), "platform": platform.platform()}
 
 
-def _fmt(value, digits: int = 4) -> str:
+def fmt(value, digits: int = 4) -> str:
+    """A figure to ``digits`` places, "-" for None."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _ci(ci) -> str:
-    return "undefined (K=1)" if ci[0] is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+def fmt_ci(ci) -> str:
+    """A 95% interval as [low, high], or why there is none."""
+    return "undefined (K=1)" if ci[0] is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
 def render_markdown(study: dict) -> str:
@@ -51,11 +53,11 @@ def render_markdown(study: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in study["claims"]:
-        values = ", ".join(_fmt(v) for v in c["values"])
+        values = ", ".join(fmt(v) for v in c["values"])
         strict = c.get("strict")
         shown = "-" if strict is None else ("yes" if strict["holds"] else "no")
         lines.append(
-            f"| {c['name']} | {c['task']} | {c.get('compare', '')} | {_fmt(c['mean'])} | {_ci(c['ci95'])} | "
+            f"| {c['name']} | {c['task']} | {c.get('compare', '')} | {fmt(c['mean'])} | {fmt_ci(c['ci95'])} | "
             f"{c['threshold']:g} | {'**yes**' if c['holds'] else 'no'} | {shown} | {values} |"
         )
     notes = sorted({c["note"] for c in study["claims"] if c.get("note")})
@@ -71,7 +73,7 @@ def render_markdown(study: dict) -> str:
         ]
         for c, s in steps:
             lines.append(
-                f"| {c['name']} | {c['task']} | {s['step']} | {_fmt(s['mean'])} | {_ci(s['ci95'])} | "
+                f"| {c['name']} | {c['task']} | {s['step']} | {fmt(s['mean'])} | {fmt_ci(s['ci95'])} | "
                 f"{'yes' if s['holds'] else 'no'} |"
             )
     held = sum(c["holds"] for c in study["claims"])
@@ -92,7 +94,7 @@ def render_markdown(study: dict) -> str:
             "|---|---|---|",
         ]
         for method, row in study["nll_over_bayes"].items():
-            lines.append(f"| {method} | {_fmt(row['mean'], 3)} | {_ci(row['ci95'])} |")
+            lines.append(f"| {method} | {fmt(row['mean'], 3)} | {fmt_ci(row['ci95'])} |")
     means = study.get("method_means", {})
     if means:
         cols = [
@@ -112,7 +114,7 @@ def render_markdown(study: dict) -> str:
             "|---" * (len(cols) + 1) + "|",
         ]
         for method, row in means.items():
-            lines.append(f"| {method} | " + " | ".join(_fmt(row.get(t, {}).get(m)) for t, m in cols) + " |")
+            lines.append(f"| {method} | " + " | ".join(fmt(row.get(t, {}).get(m)) for t, m in cols) + " |")
     run = study.get("run", {})
     mach = run.get("machine", {})
     lines += [

@@ -39,14 +39,6 @@ DEFAULT_WORKDIR = "runs/study"
 MARKER = ".emenet-study"  # in every study folder
 
 
-def uses_benchmark(cfg: TrainConfig) -> bool:
-    return any(s.name == sources.SYNTHETIC for s in cfg.sources())
-
-
-def uses_real_data(cfg: TrainConfig) -> bool:
-    return any(s.name != sources.SYNTHETIC for s in cfg.sources())
-
-
 def replicate_config(base: TrainConfig, seed: int, r: int, workdir: str) -> TrainConfig:
     """The TrainConfig of replicate ``r``: its own folder, training seed, synthetic seed and resample."""
     return dataclasses.replace(
@@ -54,16 +46,16 @@ def replicate_config(base: TrainConfig, seed: int, r: int, workdir: str) -> Trai
         workdir=os.path.join(workdir, f"rep{r}"),
         seed=SEED_STRIDE * (seed + r),
         synthetic=dataclasses.replace(base.synthetic, seed=seed + r),
-        train_resample_seed=seed + r if uses_real_data(base) else None,
+        train_resample_seed=seed + r if base.uses_real_data() else None,
         member=None,
     )
 
 
 def seed_rule(base: TrainConfig) -> str:
     rule = [f"--seed {SEED_STRIDE} (S + r)"]
-    if uses_benchmark(base):
+    if base.uses_benchmark():
         rule.append("--synthetic_seed S + r")
-    if uses_real_data(base):
+    if base.uses_real_data():
         rule.append(f"--train_resample_seed S + r ({sources.RESAMPLE_SHARE:.0%} of the training identities)")
     return ", ".join(rule)
 
@@ -206,7 +198,7 @@ def load_results(workdir: str, replicates: int) -> list[dict]:
 def study_config(base: TrainConfig) -> dict:
     """The settings every replicate shares: the config less its folder, seeds and run-time fields."""
     config = {k: v for k, v in flat(base.to_dict()).items() if k not in PER_INVOCATION}
-    if not uses_benchmark(base):
+    if not base.uses_benchmark():
         config = {k: v for k, v in config.items() if not k.startswith("synthetic_")}
     config["seed_rule"] = seed_rule(base)
     return config

@@ -21,7 +21,7 @@ from absl import logging
 from emenet_tf import metrics
 from emenet_tf._keras import keras, tf
 from emenet_tf.errors import TrainingError, WriteError
-from emenet_tf.io import atomic_write_text, describe_os_error
+from emenet_tf.io import atomic_write_text, describe_os_error, short_reason
 from emenet_tf.labels import va_bin_centres
 from emenet_tf.rundir import HISTORY, TEMPORARY_PREFIX, TENSORBOARD
 from emenet_tf.temporal_inference import predict_frames
@@ -140,7 +140,7 @@ def readable_checkpoint(folder: str) -> str | None:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except (tf.errors.OpError, ValueError, IndexError, OSError, RuntimeError) as err:
-        reason = " ".join(str(getattr(err, "message", err)).split())[:160] or type(err).__name__
+        reason = short_reason(err)
         logging.warning("%s is unreadable (%s): the member starts again from its first epoch", latest, reason)
         shutil.rmtree(folder, ignore_errors=True)
         return None

@@ -65,7 +65,7 @@ def aligned(probs: dict, score: np.ndarray, frame_id: np.ndarray, n: int) -> dic
 def task_mean(per_task: dict, tasks=TASKS) -> np.ndarray:
     """One score per frame from per-task scores, each trained task weighing the same: the EXPR value
     (N,), the mean over the 12 AUs (N, 12) and the mean over valence and arousal (N, 2), averaged
-    over ``tasks`` (labels.TASKS order kept: expr, au, va)."""
+    over ``tasks``, summed in the order expr, au, va (the order the figures were first made in)."""
     reduce = {"expr": lambda v: v, "au": lambda v: v.mean(axis=-1), "va": lambda v: v.mean(axis=-1)}
     return np.mean([reduce[t](per_task[t]) for t in ("expr", "au", "va") if t in tasks], axis=0)
 
