@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from edge.align import aligned_crop, face_frame  # noqa: E402
+from edge.align import aligned_crop, keypoint_frame  # noqa: E402
 from edge.blazeface import BlazeFace  # noqa: E402
 from edge.faces import FaceDetector  # noqa: E402
 
@@ -79,7 +79,7 @@ def main(argv=None) -> None:
     faces = BlazeFace("full", num_threads=args.threads).detect(frame)
     if faces:
         points = faces[0].keypoints
-        crop = lambda: aligned_crop(frame, face_frame(points[0], points[1], points[3]), 112)  # noqa: E731
+        crop = lambda: aligned_crop(frame, keypoint_frame(points), 112)  # noqa: E731
         rows.append(("aligned_crop 112 px", median_ms(crop, args.runs, args.warmup), 1))
     print(f"640x480 frame, {args.threads} thread(s), median of {args.runs} runs after {args.warmup} warm-up")
     print(f"{'':22s} {'ms':>8s}  faces")

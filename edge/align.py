@@ -93,6 +93,13 @@ def face_frame(right_eye, left_eye, mouth_centre) -> FaceFrame:
     )
 
 
+def keypoint_frame(keypoints) -> FaceFrame:
+    """The crop frame of a detection's keypoints, in BlazeFace's order (right eye, left eye, nose tip,
+    mouth centre, ...): ``face_frame`` of the eyes and the mouth centre."""
+    right_eye, left_eye, _, mouth = keypoints[:4]
+    return face_frame(right_eye, left_eye, mouth)
+
+
 def box_frame(box, margin: float = 0.0) -> FaceFrame:
     """The frame of a face known only by a box (x, y, w, h): angle 0, the box centre, side max(w, h) (1 + 2 margin)."""
     values = np.asarray(box, np.float64).reshape(-1)

@@ -20,6 +20,7 @@ import os
 import cv2
 import numpy as np
 
+from edge import interpreter
 from edge.errors import EdgeError
 
 MODELS = {"full": "face_detection_full_range_sparse.tflite", "short": "face_detection_short_range.tflite"}
@@ -197,18 +198,6 @@ class Detection:
         return self.keypoints[KEYPOINT_NAMES.index(name)]
 
 
-def _interpreter_class():
-    """The TFLite interpreter class the edge runtime uses (ai_edge_litert, else tflite_runtime)."""
-    try:
-        from edge.runtime import find_interpreter
-    except ImportError:
-        from edge.interpreter import find_interpreter
-    interpreter, _ = find_interpreter()
-    if interpreter is None:
-        raise EdgeError("no TFLite interpreter installed: pip install ai-edge-litert (see edge/README.md)")
-    return interpreter
-
-
 def _pick_outputs(details: list, count: int, path: str) -> tuple:
     """(regressors index, scores index) among the outputs, by shape (1, N, 16) and (1, N, 1)."""
     by_shape = {tuple(int(v) for v in d["shape"]): d["index"] for d in details}
@@ -244,12 +233,7 @@ class BlazeFace:
     def _load(self, num_threads):
         if not os.path.isfile(self.model):
             raise EdgeError(f"{self.model}: BlazeFace model file not found")
-        try:
-            self._interpreter = _interpreter_class()(model_path=self.model, num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgeError(f"{self.model}: cannot load the TFLite model ({first})") from None
+        self._interpreter = interpreter.open_interpreter(self.model, num_threads, allocate=True)
         inputs = self._interpreter.get_input_details()
         shape = tuple(int(v) for v in inputs[0]["shape"]) if len(inputs) == 1 else (len(inputs), "inputs")
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:

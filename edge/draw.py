@@ -16,11 +16,12 @@ import os
 import cv2
 import numpy as np
 
-from edge.align import face_frame
+from edge.align import keypoint_frame
 from edge.errors import EdgeError
 
 COLOURS = {"confident": (60, 180, 75), "uncertain": (0, 170, 255), "ood": (40, 40, 220)}  # BGR
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+DEFAULT_FPS = 25.0  # frames per second of a --draw video when the source does not say
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -54,7 +55,7 @@ def draw(image_bgr: np.ndarray, results: list) -> np.ndarray:
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thickness + 1)
         if result.keypoints is not None:
             points = np.asarray(result.keypoints, np.float64)
-            corners = face_frame(points[0], points[1], points[3]).corners()
+            corners = keypoint_frame(points).corners()
             cv2.polylines(out, [np.round(corners).astype(np.int32)], True, colour, thickness)
             for px, py in points:
                 cv2.circle(out, (int(round(px)), int(round(py))), thickness + 1, colour, -1)
@@ -78,9 +79,9 @@ class Drawing:
     at ``fps``) under a temporary name and renames it into place. EdgeError when it cannot be written.
     """
 
-    def __init__(self, path: str, fps: float = 25.0):
+    def __init__(self, path: str, fps: float | None = None):
         self.path = path
-        self.fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+        self.fps = fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS  # unknown or nonsense
         folder = os.path.dirname(os.path.abspath(path))
         self._tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
         self._ext = os.path.splitext(path)[1].lower()

@@ -27,7 +27,7 @@ import warnings
 import cv2
 import numpy as np
 
-from edge.align import CROP_SIZE, FaceFrame, aligned_crop, box_frame, face_frame
+from edge.align import CROP_SIZE, FaceFrame, aligned_crop, box_frame, keypoint_frame
 from edge.errors import EdgeError
 
 DETECTORS = ("blazeface", "haar")
@@ -66,8 +66,7 @@ class Face:
         """The square the model's crop is cut from: aligned on the keypoints, else the box's square
         (Haar's box already holds its margin: another one would crop 1.44x the cascade's box)."""
         if self.keypoints is not None:
-            right_eye, left_eye, _, mouth = self.keypoints[:4]
-            return face_frame(right_eye, left_eye, mouth)
+            return keypoint_frame(self.keypoints)
         return box_frame(self.box)
 
     def crop(self, image_rgb: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:

@@ -79,18 +79,27 @@ def _check_tflite_file(path: str):
         raise EdgeError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
 
 
-def load_runner(path: str, num_threads):
-    """Interpreter and ``serving_default`` signature runner of a .tflite file (EdgeError on failure)."""
-    _check_tflite_file(path)
+def open_interpreter(path: str, num_threads, allocate: bool = False):
+    """The installed runtime's Interpreter of ``path``, its tensors allocated if ``allocate``
+    (EdgeError: no runtime installed, or the file does not load)."""
     if Interpreter is None:
         raise EdgeError("no TFLite interpreter installed: pip install ai-edge-litert (see edge/README.md)")
-    _note_fallback_once()
-    _check_runtime_numpy()
     try:
         interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        if allocate:
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EdgeError(f"{path}: cannot load the TFLite model ({first_line})") from None
+    return interpreter
+
+
+def load_runner(path: str, num_threads):
+    """Interpreter and ``serving_default`` signature runner of a .tflite file (EdgeError on failure)."""
+    _check_tflite_file(path)
+    _note_fallback_once()  # both checks do nothing without a runtime: open_interpreter says so
+    _check_runtime_numpy()
+    interpreter = open_interpreter(path, num_threads)
     signatures = interpreter.get_signature_list()
     if SIGNATURE not in signatures:
         found = ", ".join(sorted(signatures)) or "none"

@@ -43,9 +43,9 @@ class Outputs:
         if self.draw_path is None:
             return None
         if not self.draw_folder:
-            return Drawing(self.draw_path, fps or 25.0)
+            return Drawing(self.draw_path, fps)
         stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0].replace(":", "_") or "camera"
-        return Drawing(os.path.join(self.draw_path, stem + (".avi" if video else ".png")), fps or 25.0)
+        return Drawing(os.path.join(self.draw_path, stem + (".avi" if video else ".png")), fps)
 
     def close(self) -> None:
         if self._csv_file is not None:

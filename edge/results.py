@@ -87,20 +87,21 @@ class FaceResult:
             row.update(valence_entropy=self.va_entropy["valence"], arousal_entropy=self.va_entropy["arousal"])
         if self.au is not None:
             row.update({name: p for name, p in self.au["probs"].items()})
-        return {k: _rounded(v, digits) for k, v in row.items()}
+        return {k: rounded(v, digits) for k, v in row.items()}
 
 
-def _rounded(value, digits: int):
+def rounded(value, digits: int):
+    """``value`` with every float (numpy ones too) rounded to ``digits`` decimals, through dicts and lists."""
     if isinstance(value, (float, np.floating)):
         return round(float(value), digits)
     if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
+        return {k: rounded(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_rounded(v, digits) for v in value]
+        return [rounded(v, digits) for v in value]
     return value
 
 
 def result_to_json(result, digits: int = 4) -> str:
     """One JSON line for a result (a FaceResult or its dict), floats rounded to ``digits`` decimals."""
     data = result.to_dict() if isinstance(result, FaceResult) else result
-    return json.dumps(_rounded(data, digits))
+    return json.dumps(rounded(data, digits))

@@ -18,7 +18,7 @@ from edge.images import IMAGE_EXTENSIONS, decode_image, first_frame_only, read_f
 from edge.outputs import Outputs
 from edge.runtime import EdgeError, EmotionModel, result_to_json, to_rgb_uint8
 from edge.summary import VideoSummary
-from edge.tracking import FaceTracker, Track
+from edge.tracking import FaceTracker
 from edge.video import FaceStates, FrameReader, Progress, frame_count
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
@@ -229,9 +229,11 @@ class Runner:
         try:
             rgb, _ = to_rgb_uint8(frame)
             height, width = rgb.shape[:2]
-            tracks = tracker.update(rgb) if tracker else [Track(0, _WholeImage(width, height))]
-            items = [(self._face(t), t.face.pixel_box(width, height), states.outputs(t.id, self._crop(rgb, t)), t.id)
-                     for t in tracks]  # fmt: skip
+            if tracker:
+                items = [(t.face, t.face.pixel_box(width, height), states.outputs(t.id, t.face.crop(rgb)), t.id)
+                         for t in tracker.update(rgb)]  # fmt: skip
+            else:  # --no_face_detection: the whole frame is the one face, id 0
+                items = [(None, (0, 0, width, height), states.outputs(0, rgb), 0)]
         except _INPUT_ERRORS as e:
             self._fail(f"{source} frame {index}", e)
             return []
@@ -243,14 +245,6 @@ class Runner:
             return []
         self.counts.processed += 1
         return self._emit(items, source, index, summary)
-
-    @staticmethod
-    def _face(track):
-        return None if isinstance(track.face, _WholeImage) else track.face
-
-    @staticmethod
-    def _crop(rgb, track):
-        return rgb if isinstance(track.face, _WholeImage) else track.face.crop(rgb)
 
     def run_video(self, path: str) -> None:
         capture = cv2.VideoCapture(path)
@@ -312,16 +306,6 @@ class Runner:
         else:
             self.counts.failed += 1
             say("error", f"{path}: neither an image nor a video OpenCV can read")
-
-
-class _WholeImage:
-    """The face of --no_face_detection: the whole frame."""
-
-    def __init__(self, width: int, height: int):
-        self.box = (0, 0, width, height)
-
-    def pixel_box(self, width: int, height: int) -> tuple:
-        return (0, 0, width, height)
 
 
 def _decodes(data, path) -> bool:

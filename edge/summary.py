@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.results import rounded
 from edge.uncertainty import normalised_entropy
 
 MIN_TRACK_FRAMES = 5  # a track seen in fewer processed frames does not label the video
@@ -38,13 +39,13 @@ class VideoSummary:
         """One face result (a ``FaceResult``) of track ``face``."""
         self.results.setdefault(face, []).append(result)
 
-    def _verdict(self, results: list, processed: int) -> str | None:
-        """Why a track is left out of the video's label, or None when it is kept."""
+    def _verdict(self, results: list, processed: int, ood: float | None) -> str | None:
+        """Why a track is left out of the video's label (``ood``: the share of its frames flagged
+        out of domain, None when none was scored), or None when it is kept."""
         if len(results) < min(MIN_TRACK_FRAMES, processed):
             return f"seen in {len(results)} frame(s), fewer than {MIN_TRACK_FRAMES}"
-        flagged = [r.ood for r in results if r.ood is not None]
-        if flagged and np.mean(flagged) > MAX_OOD_SHARE:
-            return f"out of domain in {np.mean(flagged):.0%} of its frames"
+        if ood is not None and ood > MAX_OOD_SHARE:
+            return f"out of domain in {ood:.0%} of its frames"
         return None
 
     def summary(self) -> dict:
@@ -52,8 +53,9 @@ class VideoSummary:
         processed = len({r.frame for rs in self.results.values() for r in rs})
         tracks, kept, left_out = [], [], []
         for face, results in self.results.items():
-            why = self._verdict(results, processed)
-            tracks.append({"face": face, **_describe(results)})
+            described = _describe(results)
+            why = self._verdict(results, processed, described["ood"])
+            tracks.append({"face": face, **described})
             if why is None:
                 kept += results
             else:
@@ -65,7 +67,7 @@ class VideoSummary:
         }
         out.update(_describe(kept) if kept else {})
         out["tracks"], out["left_out"] = tracks, left_out
-        return _rounded(out)
+        return rounded(out, DIGITS)
 
     def to_json_dict(self) -> dict:
         return {"source": self.source, "summary": self.summary()}
@@ -97,13 +99,3 @@ def _describe(results: list) -> dict:
     flagged = [r.ood for r in results if r.ood is not None]
     out["ood"] = float(np.mean(flagged)) if flagged else None
     return out
-
-
-def _rounded(value):
-    if isinstance(value, float):
-        return round(value, DIGITS)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value

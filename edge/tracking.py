@@ -57,7 +57,6 @@ class Track:
     missed: int = 0
     template: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     since_anchor: int = 0  # frames since the detector last found this face
-    seen: int = 0  # frames the face was found in
 
     @property
     def box(self) -> tuple:
@@ -69,7 +68,6 @@ class Track:
             self.missed += 1
         else:
             self.face, self.missed = face, 0
-            self.seen += 1
 
 
 def face_template(image_rgb: np.ndarray, box) -> np.ndarray | None:
@@ -133,8 +131,6 @@ class FaceTracker:
         self.min_iou = min_iou
         self.tracks: list[Track] = []
         self.ended: list[int] = []
-        self.full_detections = 0  # how many frames had a full detection (for benchmarks)
-        self.near_detections = 0  # how many detections near a last box (for benchmarks)
         self._next_id = 0
         self._frames = 0
         self._lost = False
@@ -149,7 +145,6 @@ class FaceTracker:
         )
         self._frames += 1
         if full:
-            self.full_detections += 1
             self._assign(image, self.detector.detect(image))
         else:
             self._follow(image)
@@ -178,7 +173,6 @@ class FaceTracker:
 
     def _near(self, image, track: Track):
         """The detector near the track's last face; when it finds the face, the track is re-anchored."""
-        self.near_detections += 1
         face = self.detector.detect_near(image, track.face)
         if face is not None:
             self._anchor(image, track, face)
@@ -212,7 +206,7 @@ class FaceTracker:
                 track.place(self._by_template(image, track))
         for i, face in enumerate(faces):
             if i not in taken_faces:
-                self.tracks.append(Track(self._next_id, face, seen=1))
+                self.tracks.append(Track(self._next_id, face))
                 self._anchor(image, self.tracks[-1], face)
                 self._next_id += 1
 

@@ -12,8 +12,10 @@ tests import it.
 import json
 import os
 
+import cv2
 import numpy as np
 
+from edge.faces import haar_cascade_path
 from emenet_tf._keras import tf
 from emenet_tf.export.convert import convert
 from emenet_tf.export.graph import ExportModule
@@ -21,6 +23,8 @@ from emenet_tf.export.metadata import calibrate_thresholds, metadata
 from emenet_tf.export.tflite import input_spec, run_tflite
 from emenet_tf.models import build_emenet
 
+# Whether this OpenCV build can run the Haar fallback detector (its cascade file and the class).
+HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
 ENSEMBLE_MEMBERS = 2
 KINDS = ("single", "ensemble")
 QUANTIZE = ("float", "int8")
@@ -205,8 +209,6 @@ def make_fixture_model(
 
 def draw_face(size: int = 96) -> np.ndarray:
     """A cartoon face (skin ellipse, eyes, brows, nose, mouth) on a grey background: RGB uint8."""
-    import cv2
-
     img = np.full((size, size, 3), 90, np.uint8)
     c, s = size // 2, size / 96.0
     cv2.ellipse(img, (c, c), (int(30 * s), int(40 * s)), 0, 0, 360, (224, 172, 140), -1)
@@ -243,8 +245,6 @@ def golden_images() -> dict:
 
 def write_golden_images(folder, images: dict | None = None) -> str:
     """Write ``images`` (default ``golden_images()``) as PNG files into ``folder``; return the folder."""
-    import cv2
-
     os.makedirs(folder, exist_ok=True)
     for name, rgb in (golden_images() if images is None else images).items():
         cv2.imwrite(os.path.join(str(folder), name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -254,7 +254,6 @@ def write_golden_images(folder, images: dict | None = None) -> str:
 def astronaut(side: int = 256) -> np.ndarray:
     """scikit-image's astronaut photo (Eileen Collins, NASA: public domain) shrunk to side x side with
     INTER_AREA: RGB uint8. Needs scikit-image (a test calls ``pytest.importorskip("skimage")`` first)."""
-    import cv2
     from skimage import data
 
     return cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
@@ -299,10 +298,15 @@ def _cli_records(argv: list) -> list:
 def rendered_face(folder) -> np.ndarray:
     """A rendered synthetic face (seed 0, the first training frame, 112x112 RGB uint8), written by
     the real benchmark generator into ``folder``."""
-    import cv2
-
     from emenet_tf.data import synthetic
 
     synthetic.generate(str(folder), seed=0, train_videos=1, val_videos=1, frames_per_video=3, ood_images=1)
     frame = sorted((folder / "cropped_aligned").glob("syn-train-*/00001.jpg"))[0]
     return cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
+
+
+def face_on_grey_canvas(folder) -> np.ndarray:
+    """``rendered_face(folder)`` enlarged to 160 px and placed at (80, 40) on a 320x240 grey canvas (RGB)."""
+    canvas = np.full((240, 320, 3), 90, np.uint8)
+    canvas[40:200, 80:240] = cv2.resize(rendered_face(folder), (160, 160), interpolation=cv2.INTER_CUBIC)
+    return canvas

@@ -12,16 +12,17 @@ import pytest
 
 from edge import interpreter, runtime
 from edge import predict as cli
-from edge.faces import Face, FaceDetector, box_iou, haar_cascade_path, square_box
+from edge.faces import Face, FaceDetector, box_iou, square_box
 from edge.runtime import EdgeError, EmotionModel, result_to_json, to_rgb_uint8
 from edge.uncertainty import bernoulli_entropy, normalised_entropy, va_expectation
 from tests.edge_fixtures import (
+    HAVE_HAAR,
     draw_face,
+    face_on_grey_canvas,
     golden_cli_lines,
     golden_detection_images,
     golden_images,
     make_fixture_model,
-    rendered_face,
     shared_dir,
     write_golden_images,
 )
@@ -38,7 +39,6 @@ FIXTURES = {
 # returned probabilities: the int8 model with uint8 outputs rounds each output to its own 8-bit grid
 # (steps of ~1/255); float post-processing agrees to ~1e-6.
 TOL = {"float": 1e-4, "int8": 0.05}
-HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
 
 
 @pytest.fixture(scope="session")
@@ -599,10 +599,7 @@ def test_cli_nothing_processed_exit_code_2(models, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def face_on_canvas(tmp_path_factory):
     """A rendered synthetic face (seeded), enlarged to 160 px and placed at (80, 40) on a 320x240 canvas."""
-    face = rendered_face(tmp_path_factory.mktemp("edge_face") / "data")
-    canvas = np.full((240, 320, 3), 90, np.uint8)
-    canvas[40:200, 80:240] = cv2.resize(face, (160, 160), interpolation=cv2.INTER_CUBIC)
-    return canvas
+    return face_on_grey_canvas(tmp_path_factory.mktemp("edge_face") / "data")
 
 
 @pytest.mark.parametrize("detector", ["blazeface", "haar"])

@@ -9,12 +9,10 @@ import pytest
 
 from edge import blazeface
 from edge.blazeface import BlazeFace
-from edge.faces import DetectorFallbackWarning, Face, FaceDetector, haar_cascade_path
+from edge.faces import DetectorFallbackWarning, Face, FaceDetector
 from edge.runtime import EdgeError, EmotionModel
-from tests.edge_fixtures import make_fixture_model, rendered_face, shared_dir
+from tests.edge_fixtures import HAVE_HAAR, face_on_grey_canvas, make_fixture_model, shared_dir
 from tests.test_edge import run_cli, write_bgr
-
-HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +23,7 @@ def model_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def face_image(tmp_path_factory):
     """A rendered synthetic face (seeded), 160 px at (80, 40) on a 320 x 240 grey canvas: RGB."""
-    face = rendered_face(tmp_path_factory.mktemp("detection_face") / "data")
-    canvas = np.full((240, 320, 3), 90, np.uint8)
-    canvas[40:200, 80:240] = cv2.resize(face, (160, 160), interpolation=cv2.INTER_CUBIC)
-    return canvas
+    return face_on_grey_canvas(tmp_path_factory.mktemp("detection_face") / "data")
 
 
 def eye_angle(keypoints) -> float:

@@ -19,15 +19,14 @@ from PIL import Image
 from edge import images, interpreter, runtime
 from edge import predict as cli
 from edge.contract import ENSEMBLE_EXTRA_OUTPUTS
-from edge.faces import Face, FaceDetector, box_iou, haar_cascade_path, scale_box
+from edge.faces import Face, FaceDetector, box_iou, scale_box
 from edge.images import IMAGE_EXTENSIONS, ImageHeader, load_image, read_header
 from edge.runtime import EdgeError, EmotionModel
 from edge.video import FrameReader
-from tests.edge_fixtures import golden_images, make_fixture_model, shared_dir
+from tests.edge_fixtures import HAVE_HAAR, golden_images, make_fixture_model, shared_dir
 from tests.test_edge import copy_model, edit_metadata, run_cli, write_bgr, write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
 
 
 @pytest.fixture(scope="module")

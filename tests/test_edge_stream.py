@@ -8,16 +8,21 @@ import numpy as np
 import pytest
 
 from edge import predict as cli
-from edge.faces import Face, FaceDetector, box_iou, haar_cascade_path
+from edge.faces import Face, FaceDetector, box_iou
 from edge.results import FaceResult
 from edge.runtime import EdgeError, EmotionModel, result_to_json
 from edge.summary import VideoSummary
 from edge.tracking import FaceTracker, face_template, follow_template
 from edge.uncertainty import normalised_entropy
 from edge.video import FaceStates
-from tests.edge_fixtures import draw_face, golden_images, make_stream_fixture, rendered_face, shared_dir
-
-HAVE_HAAR = haar_cascade_path() is not None and hasattr(cv2, "CascadeClassifier")
+from tests.edge_fixtures import (
+    HAVE_HAAR,
+    draw_face,
+    golden_images,
+    make_stream_fixture,
+    rendered_face,
+    shared_dir,
+)
 
 
 @pytest.fixture(scope="module")

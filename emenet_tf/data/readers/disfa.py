@@ -185,10 +185,7 @@ class _Detector:
         found = self._model.detect(image_rgb)
         if not found:
             return None
-        best = found[0]
-        return align.face_frame(
-            best.keypoint("right_eye"), best.keypoint("left_eye"), best.keypoint("mouth_centre")
-        )
+        return align.keypoint_frame(found[0].keypoints)
 
 
 def _subject(subject: str, video: str, labels: dict, work_dir: str, skips, detector) -> dict:
